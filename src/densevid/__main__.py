@@ -1,0 +1,3 @@
+from densevid.cli import main
+
+raise SystemExit(main())
