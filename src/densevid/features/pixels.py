@@ -1,0 +1,216 @@
+"""``pixels``: weight-free frame features a small model can learn from.
+
+Each row (one per ``1 / fps`` s) concatenates three blocks, each flattened row-major:
+
+- ``rgb``  (size, size, 3): an area-averaged RGB thumbnail in [0, 1] — colour,
+  position and size of whatever is in the picture;
+- ``edges`` (grid, grid, 4): gradient magnitude per cell in 4 orientation bins
+  (0, 45, 90, 135 degrees; Sobel on a ``4 * size`` grey image) — shape: a square
+  has only 0/90-degree edges, a circle all four, a triangle adds diagonals;
+- ``motion`` (grid, grid, 3): per cell, the mean absolute frame difference and the
+  Lucas-Kanade flow (dx, dy in cells of the ``2 * size`` motion image per decoded
+  step, right/down positive), averaged over the ``substeps`` frame pairs centred on
+  the row's time — motion and its direction.
+
+The video is decoded at ``fps * substeps`` (so motion is measured between frames a
+fraction of a row apart) and squashed to a square, so positions are relative to the
+frame in both axes. The sidecar's ``layout`` gives each block's slice and shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from densevid.errors import DensevidError
+from densevid.features.registry import Extractor, FeatureResult
+
+logger = logging.getLogger(__name__)
+
+FPS = 2.0  # rows per second
+SIZE = 16  # thumbnail side, px
+GRID = 8  # cells per side for edges and motion
+SUBSTEPS = 4  # decoded frames per row, for motion
+N_ORIENTATIONS = 4
+LK_EPS = 1e-4  # Tikhonov term of the per-cell 2x2 Lucas-Kanade system
+MAX_FLOW = 4.0  # |flow| clip, px of the motion image per step
+# ITU-R BT.601 luma weights.
+LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class PixelsConfig:
+    """Options of the ``pixels`` extractor."""
+
+    fps: float = FPS
+    size: int = SIZE
+    grid: int = GRID
+    substeps: int = SUBSTEPS
+
+    def __post_init__(self) -> None:
+        if self.fps <= 0 or self.substeps < 1:
+            raise DensevidError("pixels: fps must be > 0 and substeps >= 1")
+        if self.size < 2 or (4 * self.size) % self.grid or (2 * self.size) % self.grid:
+            raise DensevidError(
+                f"pixels: grid={self.grid} must divide 2 * size = {2 * self.size}"
+            )
+
+    @property
+    def edge_side(self) -> int:
+        return 4 * self.size
+
+    @property
+    def motion_side(self) -> int:
+        return 2 * self.size
+
+    def layout(self) -> dict[str, dict[str, Any]]:
+        """Block name -> {"start", "stop", "shape"} within a row."""
+        blocks = {
+            "rgb": (self.size, self.size, 3),
+            "edges": (self.grid, self.grid, N_ORIENTATIONS),
+            "motion": (self.grid, self.grid, 3),
+        }
+        out, start = {}, 0
+        for name, shape in blocks.items():
+            n = int(np.prod(shape))
+            out[name] = {"start": start, "stop": start + n, "shape": list(shape)}
+            start += n
+        return out
+
+    @property
+    def dim(self) -> int:
+        return self.layout()["motion"]["stop"]
+
+
+def _to_float(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [0, 1]."""
+    x = torch.as_tensor(np.asarray(frames))
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise DensevidError(
+            f"pixels: frames must be (N, H, W, 3), got {tuple(x.shape)}"
+        )
+    scale = 255.0 if x.dtype == torch.uint8 else 1.0  # floats are taken as [0, 1]
+    return x.permute(0, 3, 1, 2).float() / scale
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 1, H, W) luma."""
+    w = torch.tensor(LUMA, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def _gradients(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sobel derivatives of (N, 1, H, W), in intensity per pixel (kernel / 8)."""
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
+    k = torch.stack([kx, kx.T]).unsqueeze(1)  # (2, 1, 3, 3)
+    d = F.conv2d(F.pad(g, (1, 1, 1, 1), mode="replicate"), k)  # (N, 2, H, W)
+    return d[:, :1], d[:, 1:]
+
+
+def edge_orientations(gray: torch.Tensor, grid: int) -> torch.Tensor:
+    """(N, 1, H, W) -> (N, grid, grid, 4): mean gradient magnitude per orientation.
+
+    Orientation is the gradient's (unsigned, modulo 180 degrees), hard-binned to the
+    nearest of 0, 45, 90, 135 degrees: a vertical edge has a 0-degree gradient.
+    """
+    gx, gy = _gradients(gray)
+    mag = torch.sqrt(gx**2 + gy**2)
+    theta = torch.atan2(gy, gx) % torch.pi  # [0, pi)
+    bins = torch.round(theta / (torch.pi / N_ORIENTATIONS)).long() % N_ORIENTATIONS
+    onehot = F.one_hot(bins[:, 0], N_ORIENTATIONS).permute(0, 3, 1, 2).float()
+    per_bin = onehot * mag  # (N, 4, H, W)
+    cells = F.adaptive_avg_pool2d(per_bin, grid)  # (N, 4, grid, grid)
+    return cells.permute(0, 2, 3, 1)
+
+
+def motion_cells(gray: torch.Tensor, grid: int) -> torch.Tensor:
+    """(N, 1, H, W) frames -> (N - 1, grid, grid, 3) per consecutive pair.
+
+    Channels: mean |I_t|, and the Lucas-Kanade flow (u, v) solving
+    ``[[Sxx, Sxy], [Sxy, Syy]] (u, v) = -(Sxt, Syt)`` over each cell (sums of products
+    of the pair's mean spatial gradients and its time difference), regularised by
+    ``LK_EPS`` and clipped to ``MAX_FLOW``.
+    """
+    if gray.shape[0] < 2:
+        return torch.zeros(0, grid, grid, 3)
+    it = gray[1:] - gray[:-1]  # (P, 1, H, W)
+    gx, gy = _gradients(gray)
+    ix = (gx[1:] + gx[:-1]) / 2
+    iy = (gy[1:] + gy[:-1]) / 2
+    prods = torch.cat([ix * ix, ix * iy, iy * iy, ix * it, iy * it, it.abs()], 1)
+    s = F.adaptive_avg_pool2d(prods, grid)  # (P, 6, grid, grid), means over cells
+    sxx, sxy, syy, sxt, syt, energy = s.unbind(1)
+    sxx, syy = sxx + LK_EPS, syy + LK_EPS
+    det = sxx * syy - sxy * sxy
+    u = -(syy * sxt - sxy * syt) / det
+    v = -(sxx * syt - sxy * sxt) / det
+    flow = torch.stack([u, v], -1).clamp(-MAX_FLOW, MAX_FLOW)
+    return torch.cat([energy.unsqueeze(-1), flow], -1)
+
+
+def pixels_features(
+    frames: np.ndarray | torch.Tensor, config: PixelsConfig | None = None
+) -> np.ndarray:
+    """Frames decoded at ``fps * substeps`` -> rows (ceil(N / substeps), D) float32.
+
+    Args:
+        frames: (N, H, W, 3) uint8 RGB (any size; squashed to squares here).
+        config: the block sizes and the number of decoded frames per row.
+    """
+    cfg = config or PixelsConfig()
+    x = _to_float(frames)  # (N, 3, H, W)
+    n, k = x.shape[0], cfg.substeps
+    if n == 0:
+        return np.zeros((0, cfg.dim), np.float32)
+    big = F.adaptive_avg_pool2d(x, cfg.edge_side)  # (N, 3, 4s, 4s)
+    rows = torch.arange(0, n, k)  # the decoded frame shown at each row's time
+    rgb = F.adaptive_avg_pool2d(big[rows], cfg.size).permute(0, 2, 3, 1)
+    edges = edge_orientations(_gray(big[rows]), cfg.grid)
+    pairs = motion_cells(_gray(F.adaptive_avg_pool2d(big, cfg.motion_side)), cfg.grid)
+    # Row i (decoded frame j0 = i k) averages the k pairs (j-1, j) with j from
+    # j0 - (k-1)//2 on: centred on j0 (the backward difference when k == 1).
+    motion = torch.zeros(len(rows), cfg.grid, cfg.grid, 3)
+    for r, j0 in enumerate(rows.tolist()):
+        lo = max(1, j0 - (k - 1) // 2)
+        hi = min(n - 1, j0 - (k - 1) // 2 + k - 1)
+        if hi >= lo:
+            motion[r] = pairs[lo - 1 : hi].mean(0)
+    out = torch.cat([b.reshape(len(rows), -1) for b in (rgb, edges, motion)], 1)
+    assert out.shape[1] == cfg.dim
+    return out.numpy().astype(np.float32)
+
+
+class PixelsExtractor(Extractor):
+    """Decodes small frames at ``fps * substeps`` and computes ``pixels_features``."""
+
+    name = "pixels"
+    kind = "visual"
+    Config = PixelsConfig
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    def __call__(self, video: str | os.PathLike) -> FeatureResult:
+        from densevid import video as vid
+
+        cfg = self.config
+        info = vid.probe(video)
+        side = cfg.edge_side
+        frames, times = vid.read_frames(
+            video, fps=cfg.fps * cfg.substeps, size=(side, side)
+        )
+        rows = pixels_features(frames, cfg)
+        meta = self.describe() | {
+            "fps": cfg.fps,
+            "duration": float(info.duration),
+            "timestamps": times[:: cfg.substeps],
+            "layout": cfg.layout(),
+        }
+        return FeatureResult(meta=meta, array=rows)

@@ -1,0 +1,105 @@
+"""pixels: colour, position, size, edges and motion read back from known frames."""
+
+import numpy as np
+import pytest
+
+from densevid.features.pixels import PixelsConfig, pixels_features
+
+CFG = PixelsConfig(substeps=1)
+
+
+def _block(row: np.ndarray, name: str, cfg: PixelsConfig = CFG) -> np.ndarray:
+    b = cfg.layout()[name]
+    return row[b["start"] : b["stop"]].reshape(b["shape"])
+
+
+def test_dim_and_layout():
+    assert CFG.dim == 16 * 16 * 3 + 8 * 8 * 4 + 8 * 8 * 3
+    assert pixels_features(np.zeros((3, 64, 64, 3), np.uint8), CFG).shape == (
+        3,
+        CFG.dim,
+    )
+    cfg4 = PixelsConfig(substeps=4)
+    assert pixels_features(np.zeros((9, 64, 64, 3), np.uint8), cfg4).shape[0] == 3
+
+
+def test_colour_position_and_size_in_thumbnail():
+    frame = np.zeros((1, 128, 128, 3), np.uint8)
+    frame[0, 0:32, 64:128] = (0, 0, 255)  # blue block: top rows, right half
+    frame[0, 96:128, 0:16] = (255, 255, 0)  # small yellow block: bottom-left
+    rgb = _block(pixels_features(frame, CFG)[0], "rgb")  # (16, 16, 3), 8 px per cell
+    np.testing.assert_allclose(rgb[0:4, 8:16], [[[0, 0, 1]] * 8] * 4)
+    np.testing.assert_allclose(rgb[12:16, 0:2], [[[1, 1, 0]] * 2] * 4)
+    rgb_sum = rgb.sum(-1)
+    assert (rgb_sum > 0).sum() == 4 * 8 + 4 * 2  # sizes: 32 cells vs 8 cells
+    assert rgb_sum[4:12].sum() == 0
+
+
+def test_area_averaging_gives_partial_coverage():
+    frame = np.zeros((1, 64, 64, 3), np.uint8)
+    frame[0, 0:2, 0:4] = 255  # half of the first 4x4 thumbnail cell
+    rgb = _block(pixels_features(frame, CFG)[0], "rgb")
+    np.testing.assert_allclose(rgb[0, 0], [0.5, 0.5, 0.5], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("axis", "expected_bin"), [("vertical", 0), ("horizontal", 2), ("diagonal", 1)]
+)
+def test_edge_orientation_bins(axis, expected_bin):
+    yy, xx = np.mgrid[0:64, 0:64]
+    mask = {"vertical": xx >= 32, "horizontal": yy >= 32, "diagonal": xx + yy >= 64}[
+        axis
+    ]
+    frame = np.repeat(np.where(mask, 255, 0).astype(np.uint8)[None, ..., None], 3, -1)
+    edges = _block(pixels_features(frame, CFG)[0], "edges")  # (8, 8, 4)
+    per_bin = edges.sum((0, 1))
+    assert per_bin.argmax() == expected_bin
+    assert per_bin[expected_bin] > 0.9 * per_bin.sum()
+    if axis == "vertical":
+        # Edge between columns 31|32 of the 64 px image: cells 3 and 4 only.
+        assert edges[:, [0, 1, 2, 5, 6, 7]].sum() == 0
+        # Sobel / 8 of a unit step gives 0.5 in each of the two columns beside it:
+        # 8 rows x 1 column of 0.5 out of 8 x 8 px per cell -> 1/16 per cell.
+        np.testing.assert_allclose(edges[:, 3, 0], 1 / 16, atol=1e-6)
+
+
+def _blob_frames(dx: float, dy: float, n: int = 3) -> np.ndarray:
+    """A Gaussian blob (sigma 6 px at 64 px) moving (dx, dy) px per frame."""
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float64)
+    frames = []
+    for i in range(n):
+        cx, cy = 28 + i * dx, 30 + i * dy
+        g = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 6.0**2))
+        frames.append(np.repeat(g[..., None], 3, -1))
+    return np.array(frames, np.float32)
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(2.0, 0.0), (0.0, -2.0), (-1.0, 1.0)])
+def test_motion_flow_recovers_translation(dx, dy):
+    frames = _blob_frames(dx, dy)
+    motion = _block(pixels_features(frames, CFG)[1], "motion")  # (8, 8, 3)
+    energy, u, v = motion[..., 0], motion[..., 1], motion[..., 2]
+    w = energy / energy.sum()
+    # The motion image is 32 px: 2 px of the 64 px frame are 1 px of flow.
+    assert (w * u).sum() == pytest.approx(dx / 2, abs=0.15)
+    assert (w * v).sum() == pytest.approx(dy / 2, abs=0.15)
+
+
+def test_static_video_has_no_motion_and_first_row_is_zero():
+    frames = _blob_frames(0.0, 0.0)
+    feats = pixels_features(frames, CFG)
+    np.testing.assert_allclose(_block(feats[1], "motion"), 0, atol=1e-6)
+    moving = pixels_features(_blob_frames(2.0, 0.0), CFG)
+    np.testing.assert_allclose(_block(moving[0], "motion"), 0, atol=1e-6)
+    assert _block(moving[1], "motion")[..., 0].sum() > 0
+
+
+def test_substeps_average_the_centred_pairs():
+    frames = _blob_frames(2.0, 0.0, n=9)
+    per_pair = pixels_features(frames, CFG)  # row j: pair (j-1, j)
+    rows = pixels_features(frames, PixelsConfig(substeps=4))
+    m = CFG.layout()["motion"]
+    # Row 1 is frame 4; its pairs end at frames 3, 4, 5, 6.
+    expected = per_pair[3:7, m["start"] : m["stop"]].mean(0)
+    np.testing.assert_allclose(rows[1, m["start"] : m["stop"]], expected, atol=1e-6)
+    np.testing.assert_allclose(rows[1, : m["start"]], per_pair[4, : m["start"]])
