@@ -1,0 +1,254 @@
+"""Generation of time-token sequences and their parsing into events.
+
+Beam search (default 4 beams) or greedy search through transformers' ``generate``,
+with a grammar that keeps every sequence parseable (DESIGN.md): time tokens come in
+``start end`` pairs with ``end > start``, starts never go backwards, at least one text
+token follows each pair, and ``</s>`` may only close a complete event. Each event's
+score is the mean log-probability of its tokens under the model (a teacher-forced pass
+over the chosen sequence), so greedy and beam results are scored alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from densevid.errors import DensevidError
+from densevid.events import Event, VideoEvents
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("beam", "greedy")
+MAX_SENTINELS = 100  # T5 ships 100 <extra_id_i> tokens; never generated
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """How to generate; change per call with ``dataclasses.replace``.
+
+    Attributes:
+        method: "beam" or "greedy".
+        beam_size: beams for "beam".
+        max_length: most generated tokens per video.
+        constrained: apply the time-token grammar (off only for ablations).
+        length_penalty: beam-score exponent on length (transformers' meaning).
+    """
+
+    method: str = "beam"
+    beam_size: int = 4
+    max_length: int = 256
+    constrained: bool = True
+    length_penalty: float = 1.0
+
+    def verify(self) -> DecodingOptions:
+        """Checks every option at once; returns self for chaining."""
+        if self.method not in METHODS:
+            raise DensevidError(
+                f"decoding method must be one of {METHODS}, got {self.method!r}"
+            )
+        if self.beam_size < 1:
+            raise DensevidError(f"beam_size must be >= 1, got {self.beam_size}")
+        if self.max_length < 4:
+            raise DensevidError(f"max_length must be >= 4, got {self.max_length}")
+        if not math.isfinite(self.length_penalty):
+            raise DensevidError(f"length_penalty must be finite: {self.length_penalty}")
+        return self
+
+    @property
+    def n_beams(self) -> int:
+        return 1 if self.method == "greedy" else self.beam_size
+
+
+class TimeGrammar:
+    """A logits processor masking tokens that would break the event grammar.
+
+    State is read from the prefix alone (so it survives beam reordering):
+    the number of time tokens so far says whether the next one is a start or an end,
+    the largest start so far bounds the next start, and the last token says whether a
+    caption has begun. Text may not open a sequence: the first token is a time or
+    ``</s>`` (no events).
+    """
+
+    def __init__(
+        self,
+        time_offset: int,
+        n_time_tokens: int,
+        eos_id: int,
+        vocab_size: int,
+        banned: list[int],
+        constrained: bool = True,
+    ) -> None:
+        self.lo, self.n = time_offset, n_time_tokens
+        self.eos_id = eos_id
+        self.constrained = constrained
+        self.banned = torch.tensor(sorted(set(banned)), dtype=torch.long)
+        self.vocab_size = vocab_size
+        is_time = torch.zeros(vocab_size, dtype=torch.bool)
+        is_time[time_offset : time_offset + n_time_tokens] = True
+        self.is_time_vocab = is_time
+
+    def allowed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """[R, L] prefixes (decoder start first) -> [R, V] bool mask of allowed ids."""
+        r, v = input_ids.shape[0], self.vocab_size
+        dev = input_ids.device
+        ok = torch.ones(r, v, dtype=torch.bool, device=dev)
+        if len(self.banned):
+            ok[:, self.banned.to(dev)] = False
+        if not self.constrained:
+            return ok
+        ids = input_ids[:, 1:]  # drop the decoder start token
+        is_time = (ids >= self.lo) & (ids < self.lo + self.n)
+        count = is_time.cumsum(dim=1)  # (R, L-1)
+        n_times = count[:, -1] if ids.shape[1] else torch.zeros(r, device=dev).long()
+        is_start = is_time & (count % 2 == 1)
+        bins = (ids - self.lo).clamp(min=0)
+        last_start = torch.where(is_start, bins, torch.full_like(bins, -1))
+        last_start = last_start.max(dim=1).values if ids.shape[1] else n_times - 1
+        if ids.shape[1]:
+            last_is_time = is_time[:, -1]
+        else:
+            last_is_time = torch.zeros(r, dtype=torch.bool, device=dev)
+        k = torch.arange(self.n, device=dev)  # (N,)
+        time_ok = torch.zeros(r, self.n, dtype=torch.bool, device=dev)
+        text_ok = torch.ones(r, dtype=torch.bool, device=dev)
+        eos_ok = torch.ones(r, dtype=torch.bool, device=dev)
+        after_start = last_is_time & (n_times % 2 == 1)
+        after_end = last_is_time & (n_times % 2 == 0)
+        free = ~last_is_time  # at the beginning or inside a caption
+        # after a start time: an end strictly later, nothing else
+        time_ok |= after_start[:, None] & (k[None] > last_start[:, None])
+        # at the beginning / in a caption: a start no earlier than the last one and
+        # leaving room for an end (so not the last bin)
+        time_ok |= (
+            free[:, None] & (k[None] >= last_start[:, None]) & (k[None] < self.n - 1)
+        )
+        started = n_times > 0
+        text_ok &= (free & started) | after_end
+        eos_ok &= free
+        ok[:, self.lo : self.lo + self.n] &= time_ok
+        ok[:, ~self.is_time_vocab.to(dev)] &= text_ok[:, None]
+        ok[:, self.eos_id] = eos_ok
+        return ok
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        mask = self.allowed(input_ids)  # (R, V)
+        v = min(scores.shape[-1], mask.shape[-1])
+        out = scores.clone()
+        out[:, :v] = out[:, :v].masked_fill(~mask[:, :v], -math.inf)
+        if scores.shape[-1] > v:  # LM rows beyond the tokenizer: never generated
+            out[:, v:] = -math.inf
+        return out
+
+
+def make_grammar(model: Any, options: DecodingOptions) -> TimeGrammar:
+    tt = model.time_tokenizer
+    tok = tt.tokenizer
+    vocab = tok.get_vocab()
+    banned = [tt.pad_id]
+    if tt.unk_id is not None:
+        banned.append(tt.unk_id)
+    banned += [
+        vocab[f"<extra_id_{i}>"]
+        for i in range(MAX_SENTINELS)
+        if f"<extra_id_{i}>" in vocab
+    ]
+    return TimeGrammar(
+        tt.time_offset,
+        tt.n_time_tokens,
+        tt.eos_id,
+        tt.vocab_size,
+        banned,
+        constrained=options.constrained,
+    )
+
+
+@torch.no_grad()
+def generate(
+    model: Any, batch: dict[str, Any], options: DecodingOptions | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generates one sequence per video.
+
+    Args:
+        model: a DenseVideoModel with its tokenizer.
+        batch: collated inputs (``visual``, ``visual_mask``, optional streams).
+
+    Returns:
+        sequences [B, L] (decoder start token first, pad after ``</s>``) and
+        per-token log-probabilities [B, L-1] of ``sequences[:, 1:]`` under the model.
+    """
+    from transformers import LogitsProcessorList
+    from transformers.modeling_outputs import BaseModelOutput
+
+    options = (options or DecodingOptions()).verify()
+    lm = model.lm
+    inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    inputs.pop("labels", None)
+    hidden, mask = model.encode(**inputs)
+    grammar = make_grammar(model, options)
+    n_beams = options.n_beams
+    out = lm.generate(
+        encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+        attention_mask=mask,
+        num_beams=n_beams,
+        do_sample=False,
+        max_new_tokens=options.max_length,
+        length_penalty=options.length_penalty,
+        logits_processor=LogitsProcessorList([grammar]),
+        decoder_start_token_id=lm.config.decoder_start_token_id,
+        eos_token_id=lm.config.eos_token_id,
+        pad_token_id=lm.config.pad_token_id,
+    )
+    sequences = out if isinstance(out, torch.Tensor) else out.sequences
+    # score the chosen sequences by teacher forcing on the same encoding
+    eos = lm.config.eos_token_id
+    labels = sequences[:, 1:].clone()
+    after_eos = (labels == eos).long().cumsum(1) - (labels == eos).long() > 0
+    labels[after_eos] = -100
+    logits = lm(
+        encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+        attention_mask=mask,
+        decoder_input_ids=sequences[:, :-1] if sequences.shape[1] > 1 else sequences,
+        use_cache=False,
+    ).logits
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    token_logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    token_logp = token_logp.masked_fill(labels == -100, 0.0)
+    return sequences, token_logp
+
+
+def decode(
+    model: Any,
+    batch: dict[str, Any],
+    options: DecodingOptions | None = None,
+) -> list[VideoEvents]:
+    """Generates and parses events for every video of a collated batch.
+
+    The batch must carry ``durations`` (seconds, [B]) and ``video_ids``.
+
+    Returns:
+        one VideoEvents per video, events sorted by start, times in seconds.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        sequences, token_logp = generate(model, batch, options)
+    finally:
+        model.train(was_training)
+    tt = model.time_tokenizer
+    durations = batch["durations"].tolist()
+    results = []
+    for i, video_id in enumerate(batch["video_ids"]):
+        seq = sequences[i, 1:].tolist()
+        events = tt.decode_events(seq, durations[i], token_logp[i].tolist())
+        events = [_clip(e, durations[i]) for e in events]
+        results.append(VideoEvents(video_id, tuple(events), durations[i]).sorted())
+    return results
+
+
+def _clip(event: Event, duration: float) -> Event:
+    end = min(event.end, duration)
+    return replace(event, end=end) if end != event.end else event

@@ -1,0 +1,398 @@
+"""The joint model: a temporal encoder over frame features feeding a T5-family LM.
+
+Vid2Seq-style (DESIGN.md, "The joint model"): F frame features -> linear projection ->
+temporal transformer with learned positions. Optional streams: audio features through
+their own projection (and positions), and the speech transcript as time-tokenised text
+encoded by the LM's own encoder. The encoded streams are concatenated along time and
+the LM decoder cross-attends to all of them, writing ``<t_s> <t_e> caption ... </s>``.
+
+The LM is wrapped by composition (``self.lm`` is a ``T5ForConditionalGeneration``); its
+encoder is used only for the speech stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from densevid.errors import DensevidError
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+IGNORE_INDEX = -100  # label value that takes no part in the loss (transformers' own)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and input contract; saved as config.json beside the weights.
+
+    Attributes:
+        lm: hub name or path of a T5-family model to start from; "" builds a T5 from
+            the ``d_model``... fields below with random weights.
+        lm_config: the LM's full transformers config (filled in when the model is
+            built, so a checkpoint loads without the hub).
+        vocab_size: tokenizer size including time tokens (filled in when built).
+        n_time_tokens: N, the number of relative time bins.
+        n_frames: F, frames sampled uniformly over each video.
+        visual_dim: dimension of the visual features.
+        visual_features / audio_features / speech_features: extractor names the
+            features are read from (``FEATURES/<extractor>/<video_id>.npy``); empty
+            strings turn the audio / speech streams off.
+        audio_dim: dimension of the audio features (0: no audio stream).
+        n_audio_frames: audio steps sampled per video.
+        max_speech_tokens / max_target_tokens: sequence caps (tokens).
+        n_temporal_layers, n_temporal_heads: the temporal transformer.
+    """
+
+    lm: str = ""
+    lm_config: dict[str, Any] = field(default_factory=dict)
+    vocab_size: int = 0
+    d_model: int = 256
+    d_ff: int = 1024
+    d_kv: int = 32
+    n_heads: int = 8
+    n_layers: int = 4
+    n_decoder_layers: int = 4
+    dropout: float = 0.1
+    n_time_tokens: int = 100
+    n_frames: int = 100
+    visual_dim: int = 0
+    visual_features: str = "pixels"
+    n_temporal_layers: int = 2
+    n_temporal_heads: int = 8
+    audio_dim: int = 0
+    audio_features: str = ""
+    n_audio_frames: int = 100
+    speech_features: str = ""
+    max_speech_tokens: int = 256
+    max_target_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("n_time_tokens", "n_frames", "d_model", "n_temporal_heads"):
+            if getattr(self, name) < 1:
+                raise DensevidError(f"model config: {name} must be >= 1")
+        if self.n_time_tokens < 2:
+            raise DensevidError("model config: n_time_tokens must be >= 2")
+        if not 0.0 <= self.dropout < 1.0:
+            raise DensevidError(
+                f"model config: dropout must be in [0, 1): {self.dropout}"
+            )
+
+    @property
+    def use_audio(self) -> bool:
+        return bool(self.audio_features) and self.audio_dim > 0
+
+    @property
+    def use_speech(self) -> bool:
+        return bool(self.speech_features)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise DensevidError(f"model config: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ModelConfig:
+        from densevid.events import read_json
+
+        return cls.from_dict(read_json(path))
+
+
+class TemporalEncoder(nn.Module):
+    """Projects one feature stream and contextualises it over time.
+
+    ``[B, T, D_in] -> [B, T, d_model]`` with learned positions; padded steps are masked.
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        d_model: int,
+        n_steps: int,
+        n_layers: int,
+        n_heads: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.proj = nn.Linear(d_in, d_model)
+        self.pos = nn.Parameter(torch.zeros(n_steps, d_model))
+        nn.init.normal_(self.pos, std=0.02)
+        self.drop = nn.Dropout(dropout)
+        if n_layers > 0:
+            layer = nn.TransformerEncoderLayer(
+                d_model,
+                n_heads,
+                4 * d_model,
+                dropout,
+                batch_first=True,
+                norm_first=True,
+                activation="gelu",
+            )
+            self.layers: nn.Module | None = nn.TransformerEncoder(
+                layer, n_layers, enable_nested_tensor=False
+            )
+        else:
+            self.layers = None
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x: [B, T, D_in]; mask: [B, T] bool, True where a real step."""
+        h = self.proj(x) + self.pos[: x.shape[1]]  # (B, T, d)
+        h = self.drop(h)
+        if self.layers is not None:
+            h = self.layers(h, src_key_padding_mask=~mask)
+        return self.norm(h) * mask.unsqueeze(-1)
+
+
+class DenseVideoModel(nn.Module):
+    """Frames (+ audio, + speech) in, one time-token sequence of events out.
+
+    ``tokenizer`` is attached by ``build_model``/``load_model`` so decoding and
+    ``caption`` can be built on the model alone.
+    """
+
+    def __init__(self, config: ModelConfig, lm: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.lm = lm
+        d = lm.config.d_model
+        self.visual = TemporalEncoder(
+            config.visual_dim,
+            d,
+            config.n_frames,
+            config.n_temporal_layers,
+            config.n_temporal_heads,
+            config.dropout,
+        )
+        self.audio = (
+            TemporalEncoder(
+                config.audio_dim,
+                d,
+                config.n_audio_frames,
+                config.n_temporal_layers,
+                config.n_temporal_heads,
+                config.dropout,
+            )
+            if config.use_audio
+            else None
+        )
+        self.tokenizer: Any = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def time_tokenizer(self):
+        from densevid.text import TimeTokenizer
+
+        if self.tokenizer is None:
+            raise DensevidError("model has no tokenizer attached; use load_model")
+        return TimeTokenizer(self.tokenizer, self.config.n_time_tokens)
+
+    def encode(
+        self,
+        visual: torch.Tensor,
+        visual_mask: torch.Tensor,
+        audio: torch.Tensor | None = None,
+        audio_mask: torch.Tensor | None = None,
+        speech_ids: torch.Tensor | None = None,
+        speech_mask: torch.Tensor | None = None,
+        **_: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encodes every stream and concatenates them along time.
+
+        Args:
+            visual: [B, F, D_v] frame features; visual_mask: [B, F] bool.
+            audio: [B, Fa, D_a]; audio_mask: [B, Fa] (when the model has audio).
+            speech_ids: [B, S] token ids; speech_mask: [B, S] (when it has speech).
+
+        Returns:
+            hidden [B, L, d_model] and its attention mask [B, L] (long).
+        """
+        states = [self.visual(visual, visual_mask)]
+        masks = [visual_mask]
+        if self.audio is not None:
+            if audio is None or audio_mask is None:
+                raise DensevidError("this model needs audio features")
+            states.append(self.audio(audio, audio_mask))
+            masks.append(audio_mask)
+        if self.config.use_speech:
+            if speech_ids is None or speech_mask is None:
+                raise DensevidError("this model needs a speech transcript")
+            enc = self.lm.get_encoder()(
+                input_ids=speech_ids, attention_mask=speech_mask
+            )
+            states.append(enc.last_hidden_state)  # (B, S, d)
+            masks.append(speech_mask.bool())
+        hidden = torch.cat(states, dim=1)
+        mask = torch.cat([m.bool() for m in masks], dim=1).long()
+        return hidden, mask
+
+    def forward(self, labels: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits [B, T, V] for target ids ``labels`` [B, T]
+        (padded with -100)."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        hidden, mask = self.encode(**inputs)
+        decoder_input_ids = self.lm._shift_right(labels)
+        out = self.lm(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+            attention_mask=mask,
+            decoder_input_ids=decoder_input_ids,
+            use_cache=False,
+        )
+        return out.logits
+
+    @torch.no_grad()
+    def log_likelihood(
+        self, labels: torch.Tensor, **inputs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sum of log p(token) and number of tokens per reference sequence ([B], [B]).
+
+        The research plan's measure: per-token log-likelihood = sum / count,
+        perplexity = exp(-sum / count), totalled over a split.
+        """
+        logits = self.forward(labels, **inputs).float()
+        return token_log_likelihood(logits, labels)
+
+
+def token_log_likelihood(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sequence sum of target log-probs and token count; -100 labels ignored."""
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    valid = labels != IGNORE_INDEX
+    picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
+    return (picked * valid).sum(-1), valid.sum(-1)
+
+
+def _build_lm(config: ModelConfig, vocab_size: int) -> nn.Module:
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    if config.lm_config:
+        lm_config = T5Config.from_dict(config.lm_config)
+        return T5ForConditionalGeneration(lm_config)
+    if config.lm:
+        try:
+            lm = T5ForConditionalGeneration.from_pretrained(config.lm)
+        except (OSError, ValueError) as e:
+            raise DensevidError(f"{config.lm}: cannot load a T5 model ({e})") from e
+        if lm.config.dropout_rate != config.dropout:
+            lm.config.dropout_rate = config.dropout
+        lm.resize_token_embeddings(vocab_size)
+        return lm
+    lm_config = T5Config(
+        vocab_size=vocab_size,
+        d_model=config.d_model,
+        d_ff=config.d_ff,
+        d_kv=config.d_kv,
+        num_layers=config.n_layers,
+        num_decoder_layers=config.n_decoder_layers,
+        num_heads=config.n_heads,
+        dropout_rate=config.dropout,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    return T5ForConditionalGeneration(lm_config)
+
+
+def build_model(config: ModelConfig, tokenizer: Any) -> DenseVideoModel:
+    """A model with fresh temporal encoders around a new or pretrained T5.
+
+    Fills ``config.vocab_size`` and ``config.lm_config`` so the saved config.json is
+    complete.
+    """
+    from densevid.text import add_time_tokens
+
+    if config.visual_dim < 1:
+        raise DensevidError("model config: visual_dim must be set (feature dimension)")
+    add_time_tokens(tokenizer, config.n_time_tokens)
+    vocab_size = len(tokenizer)
+    lm = _build_lm(config, vocab_size)
+    if lm.get_input_embeddings().num_embeddings < vocab_size:
+        lm.resize_token_embeddings(vocab_size)
+    config.vocab_size = vocab_size
+    config.lm_config = json.loads(lm.config.to_json_string(use_diff=False))
+    config.d_model = lm.config.d_model
+    model = DenseVideoModel(config, lm)
+    model.tokenizer = tokenizer
+    return model
+
+
+def save_model(model: DenseVideoModel, out_dir: str | os.PathLike) -> None:
+    """Writes config.json, model.safetensors and the tokenizer files."""
+    from safetensors.torch import save_model as save_safetensors
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = unwrap(model)
+    model.config.save(out / CONFIG_NAME)
+    save_safetensors(model, str(out / WEIGHTS_NAME))
+    if model.tokenizer is not None:
+        model.tokenizer.save_pretrained(str(out))
+
+
+def load_model(
+    name_or_dir: str | os.PathLike, *, device: str | torch.device | None = None
+) -> DenseVideoModel:
+    """Loads a checkpoint directory (config.json + model.safetensors + tokenizer).
+
+    Returns the model in eval mode with its tokenizer attached (``model.tokenizer``).
+    """
+    from safetensors.torch import load_model as load_safetensors
+
+    from densevid.text import load_tokenizer
+
+    path = Path(name_or_dir)
+    if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
+        raise DensevidError(
+            f"{name_or_dir}: not a checkpoint directory (needs {CONFIG_NAME} and "
+            f"{WEIGHTS_NAME}, as 'densevid train' writes)"
+        )
+    config = ModelConfig.load(path / CONFIG_NAME)
+    tokenizer = load_tokenizer(path, config.n_time_tokens)
+    model = DenseVideoModel(config, _build_lm(config, config.vocab_size))
+    try:
+        load_safetensors(model, str(path / WEIGHTS_NAME))
+    except (RuntimeError, OSError) as e:
+        raise DensevidError(f"{path / WEIGHTS_NAME}: weights do not fit ({e})") from e
+    model.tokenizer = tokenizer
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def unwrap(model: nn.Module) -> DenseVideoModel:
+    """The DenseVideoModel inside a DistributedDataParallel wrapper, if any."""
+    return getattr(model, "module", model)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def perplexity(sum_logp: float, n_tokens: int) -> float:
+    return math.exp(-sum_logp / max(n_tokens, 1))

@@ -1,0 +1,168 @@
+"""Grammar-constrained decoding: the mask against a reference checker, and a tiny
+overfitted model decoded back to its events by greedy and beam search."""
+
+import random
+from dataclasses import replace
+
+import pytest
+import torch
+
+from densevid.decoding import DecodingOptions, TimeGrammar, decode
+from densevid.errors import DensevidError
+from densevid.events import Event
+from densevid.model import ModelConfig, build_model
+from densevid.text import TimeTokenizer, train_tokenizer
+
+LO, N, EOS, V = 10, 6, 1, 16  # time ids 10..15; text ids 2..9 (pad 0, eos 1)
+
+
+def reference_next(prefix: list[int]) -> set[int]:
+    """Tokens that keep a sequence ``(t_s t_e text+)* </s>`` with t_e > t_s,
+    starts non-decreasing and no start in the last bin: written independently."""
+    times = [t - LO for t in prefix if LO <= t < LO + N]
+    starts = times[0::2]
+    last = prefix[-1] if prefix else None
+    last_is_time = last is not None and LO <= last < LO + N
+    text = set(range(3, LO))  # 2 is banned (stands for unk)
+    if last_is_time and len(times) % 2 == 1:  # need an end
+        return {LO + k for k in range(N) if k > times[-1]}
+    if last_is_time:  # need text
+        return text
+    floor = starts[-1] if starts else 0
+    times_next = {LO + k for k in range(floor, N - 1)}
+    return times_next | {EOS} | (text if prefix else set())
+
+
+def test_grammar_mask_matches_reference_on_random_walks():
+    grammar = TimeGrammar(LO, N, EOS, V, banned=[0, 2])
+    rng = random.Random(0)
+    for _ in range(200):
+        prefix: list[int] = []
+        for _ in range(rng.randint(0, 14)):
+            allowed = reference_next(prefix) - {EOS}
+            prefix.append(rng.choice(sorted(allowed)))
+        mask = grammar.allowed(torch.tensor([[0, *prefix]]))[0]
+        got = {i for i in range(V) if mask[i]}
+        assert got == reference_next(prefix), prefix
+
+
+def test_grammar_sets_disallowed_scores_to_minus_inf_only():
+    grammar = TimeGrammar(LO, N, EOS, V, banned=[0])
+    scores = torch.zeros(2, V + 2)  # LM rows beyond the tokenizer are banned too
+    out = grammar(
+        torch.tensor([[0, LO, LO + 1, 3, LO + 2], [0, LO, LO + 3, 4, 5]]), scores
+    )
+    assert torch.isinf(out[0, : LO + 3]).all() and (out[0, LO + 3 : LO + N] == 0).all()
+    assert torch.isinf(out[:, V:]).all()
+    assert out[1, EOS] == 0 and out[1, 5] == 0
+
+
+def test_unconstrained_grammar_only_bans():
+    grammar = TimeGrammar(LO, N, EOS, V, banned=[0], constrained=False)
+    mask = grammar.allowed(torch.tensor([[0, LO + 3]]))
+    assert mask[0, 0].item() is False and mask[0, 1:].all()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"method": "sample"}, "method"),
+        ({"beam_size": 0}, "beam_size"),
+        ({"max_length": 2}, "max_length"),
+        ({"length_penalty": float("nan")}, "length_penalty"),
+    ],
+)
+def test_options_are_verified(change, message):
+    with pytest.raises(DensevidError, match=message):
+        replace(DecodingOptions(), **change).verify()
+
+
+@pytest.fixture(scope="module")
+def overfitted():
+    """A tiny model trained until it reproduces two videos' event sequences."""
+    torch.manual_seed(0)
+    captions = ["a red circle moves left", "the blue square grows", "a star appears"]
+    tok = train_tokenizer(captions * 3, vocab_size=200, n_time_tokens=10)
+    config = ModelConfig(
+        d_model=32,
+        d_ff=64,
+        d_kv=8,
+        n_heads=4,
+        n_layers=1,
+        n_decoder_layers=1,
+        n_time_tokens=10,
+        n_frames=4,
+        visual_dim=4,
+        n_temporal_layers=1,
+        n_temporal_heads=4,
+        dropout=0.0,
+    )
+    model = build_model(config, tok)
+    tt = TimeTokenizer(tok, 10)
+    targets = [
+        [Event(1.0, 4.0, "a red circle moves left"), Event(5.0, 8.0, "a star appears")],
+        [Event(0.0, 9.0, "the blue square grows")],
+    ]
+    seqs = [tt.encode_events(t, 9.0) for t in targets]
+    width = max(map(len, seqs))
+    labels = torch.tensor([s + [-100] * (width - len(s)) for s in seqs])
+    visual = torch.eye(4)[None].repeat(2, 1, 1)
+    visual[1] = visual[1].flip(0)
+    batch = dict(
+        visual=visual,
+        visual_mask=torch.ones(2, 4, dtype=torch.bool),
+        durations=torch.tensor([9.0, 9.0]),
+        video_ids=["v0", "v1"],
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        logits = model(labels, visual=visual, visual_mask=batch["visual_mask"])
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if loss.item() < 0.01:
+            break
+    return model.eval(), batch, targets
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+def test_overfitted_model_decodes_its_events(overfitted, method):
+    model, batch, targets = overfitted
+    videos = decode(model, batch, DecodingOptions(method=method, max_length=24))
+    assert [v.video_id for v in videos] == ["v0", "v1"]
+    for video, target in zip(videos, targets, strict=True):
+        # times are bins of 1 s here (duration 9 s, N = 10), so exact
+        assert [(e.start, e.end, e.text) for e in video.events] == [
+            (e.start, e.end, e.text) for e in target
+        ]
+        for e in video.events:
+            assert -1.0 < e.score <= 0.0  # mean log-prob of a confident model
+
+
+def test_beam_and_greedy_outputs_always_parse(overfitted):
+    """A random (untrained) model: whatever comes out follows the grammar."""
+    model, batch, _ = overfitted
+    torch.manual_seed(5)
+    fresh = build_model(replace(model.config, lm_config={}), model.tokenizer).eval()
+    from densevid.decoding import generate
+
+    tt = fresh.time_tokenizer
+    for options in [
+        DecodingOptions(method="greedy", max_length=30),
+        DecodingOptions(beam_size=3, max_length=30),
+    ]:
+        sequences, _ = generate(fresh, batch, options)
+        for row in sequences.tolist():
+            prefix: list[int] = []
+            for token in row[1:]:
+                if token in (0, tt.eos_id):
+                    break
+                times = [t for t in prefix if tt.is_time(t)]
+                if tt.is_time(token) and len(times) % 2 == 1:
+                    assert token > times[-1]
+                elif tt.is_time(token) and times:
+                    assert token >= times[-2]
+                prefix.append(token)

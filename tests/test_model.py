@@ -1,0 +1,153 @@
+"""The joint model on a tiny random T5: streams, masks, likelihood, save/load."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from densevid.errors import DensevidError
+from densevid.model import (
+    ModelConfig,
+    build_model,
+    load_model,
+    perplexity,
+    save_model,
+    token_log_likelihood,
+)
+from densevid.text import TimeTokenizer, train_tokenizer
+
+CAPTIONS = ["a red circle moves left", "the blue square grows", "a star appears"]
+N_TIME = 10
+
+
+def tiny_config(**kw) -> ModelConfig:
+    base = dict(
+        d_model=32,
+        d_ff=64,
+        d_kv=8,
+        n_heads=4,
+        n_layers=2,
+        n_decoder_layers=2,
+        n_time_tokens=N_TIME,
+        n_frames=8,
+        visual_dim=6,
+        n_temporal_layers=1,
+        n_temporal_heads=4,
+        dropout=0.0,
+    )
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(CAPTIONS * 3, vocab_size=200, n_time_tokens=N_TIME)
+
+
+def make_labels(tokenizer, n_videos=2):
+    tt = TimeTokenizer(tokenizer, N_TIME)
+    from densevid.events import Event
+
+    seqs = [
+        tt.encode_events([Event(1, 4, "a red circle moves left")], 9.0),
+        tt.encode_events([Event(0, 2, "a star appears"), Event(3, 8, "grows")], 9.0),
+    ][:n_videos]
+    width = max(map(len, seqs))
+    return torch.tensor([s + [-100] * (width - len(s)) for s in seqs])
+
+
+def test_forward_shapes_and_mask_hides_padding(tokenizer):
+    torch.manual_seed(0)
+    model = build_model(tiny_config(), tokenizer).eval()
+    labels = make_labels(tokenizer)
+    visual = torch.randn(2, 8, 6)
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[1, 5:] = False
+    logits = model(labels, visual=visual, visual_mask=mask)
+    assert logits.shape == (2, labels.shape[1], len(tokenizer))
+    # what sits in padded frames must not matter
+    visual2 = visual.clone()
+    visual2[1, 5:] = 100.0
+    logits2 = model(labels, visual=visual2, visual_mask=mask)
+    torch.testing.assert_close(logits, logits2)
+    # what sits in real frames must
+    visual2[1, 2] = 5.0
+    assert not torch.allclose(
+        model(labels, visual=visual2, visual_mask=mask)[1], logits[1]
+    )
+
+
+def test_log_likelihood_equals_cross_entropy(tokenizer):
+    torch.manual_seed(1)
+    logits = torch.randn(2, 5, 11)
+    labels = torch.tensor([[1, 2, 3, -100, -100], [4, 5, 6, 7, 8]])
+    total, count = token_log_likelihood(logits, labels)
+    ref = -F.cross_entropy(logits.reshape(-1, 11), labels.reshape(-1), reduction="none")
+    ref = ref.reshape(2, 5)
+    torch.testing.assert_close(total, torch.stack([ref[0, :3].sum(), ref[1].sum()]))
+    assert count.tolist() == [3, 5]
+    assert perplexity(-math.log(4) * 3, 3) == pytest.approx(4.0)
+
+
+def test_audio_and_speech_streams_are_concatenated(tokenizer):
+    torch.manual_seed(2)
+    config = tiny_config(
+        audio_dim=3, audio_features="logmel", n_audio_frames=4, speech_features="asr"
+    )
+    model = build_model(config, tokenizer).eval()
+    tt = TimeTokenizer(tokenizer, N_TIME)
+    speech = tt.encode_speech([{"start": 0, "end": 2, "text": "a star"}], 9.0, 16)
+    inputs = dict(
+        visual=torch.randn(1, 8, 6),
+        visual_mask=torch.ones(1, 8, dtype=torch.bool),
+        audio=torch.randn(1, 4, 3),
+        audio_mask=torch.ones(1, 4, dtype=torch.bool),
+        speech_ids=torch.tensor([speech]),
+        speech_mask=torch.ones(1, len(speech), dtype=torch.long),
+    )
+    hidden, mask = model.encode(**inputs)
+    assert hidden.shape == (1, 8 + 4 + len(speech), 32)
+    assert mask.sum().item() == 8 + 4 + len(speech)
+    labels = make_labels(tokenizer, 1)
+    base = model(labels, **inputs)
+    for key, value in [
+        ("audio", torch.randn(1, 4, 3)),
+        ("speech_ids", torch.tensor([[5] * len(speech)])),
+    ]:
+        changed = model(labels, **{**inputs, key: value})
+        assert not torch.allclose(base, changed), key
+    with pytest.raises(DensevidError, match="audio"):
+        model.encode(visual=inputs["visual"], visual_mask=inputs["visual_mask"])
+
+
+def test_save_and_load_give_the_same_model(tokenizer, tmp_path):
+    torch.manual_seed(3)
+    model = build_model(tiny_config(), tokenizer).eval()
+    save_model(model, tmp_path / "ckpt")
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
+        p.name for p in (tmp_path / "ckpt").iterdir()
+    }
+    loaded = load_model(tmp_path / "ckpt")
+    assert loaded.config == model.config
+    labels = make_labels(tokenizer)
+    inputs = dict(
+        visual=torch.randn(2, 8, 6), visual_mask=torch.ones(2, 8, dtype=torch.bool)
+    )
+    torch.testing.assert_close(loaded(labels, **inputs), model(labels, **inputs))
+    assert loaded.tokenizer.encode("a red circle") == tokenizer.encode("a red circle")
+
+
+def test_load_model_on_a_non_checkpoint_is_one_error(tmp_path):
+    with pytest.raises(DensevidError, match="not a checkpoint"):
+        load_model(tmp_path)
+
+
+def test_config_checks_and_round_trip(tmp_path):
+    with pytest.raises(DensevidError, match="dropout"):
+        ModelConfig(dropout=1.5)
+    with pytest.raises(DensevidError, match="unknown keys"):
+        ModelConfig.from_dict({"d_modle": 3})
+    cfg = tiny_config()
+    cfg.save(tmp_path / "c.json")
+    assert ModelConfig.load(tmp_path / "c.json") == cfg
