@@ -4,11 +4,11 @@ Engines (``engine=``):
 
 - ``pocketsphinx`` (default, offline: the package ships its US-English model):
   silero-vad (which ships its model) finds the speech regions, pocketsphinx decodes
-  each one into words with 10 ms frame times, and the words are merged into sentences at pauses
-  (``subtitles.merge_sentences``). Honest expectations: the speech *times* are
-  reliable; the *words* are not — on synthetic espeak-ng speech pocketsphinx's word
-  error rate is 60-90 %, and it does little better on real, noisy speech. Prefer
-  subtitles, or whisper where its weights can be had.
+  each one into words with 10 ms frame times, and the words are merged into
+  sentences at pauses (``subtitles.merge_sentences``). Honest expectations: the
+  speech *times* are reliable; the *words* are not — on synthetic espeak-ng speech
+  pocketsphinx gets most words wrong (word error rate 60-90 %). Prefer subtitles,
+  or whisper where its weights can be had.
 - ``whisper`` (``pip install openai-whisper``) and ``faster-whisper``
   (``pip install faster-whisper``): much better text, when the package is installed and
   the model's weights are available locally (a model name in the engine's cache or a
