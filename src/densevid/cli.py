@@ -91,10 +91,127 @@ def run_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# --- extract -----------------------------------------------------------------------
+
+
+def add_extract(sub: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        sub,
+        "extract",
+        "extract per-video features (visual, audio, speech) into a resumable cache",
+        "densevid extract videos/ -o feats/ --features pixels,logmel,subtitles "
+        "--workers 2\n  densevid extract videos/ -o feats/ --features clip "
+        "--clip-model openai/clip-vit-base-patch32 --shard 0/8\n"
+        "  densevid extract --list",
+    )
+    p.add_argument("videos", nargs="*", help="video files and/or directories")
+    p.add_argument("-o", "--output", help="FEATURES directory (written incrementally)")
+    p.add_argument(
+        "--features",
+        default="pixels",
+        help="comma-separated extractors (see --list)",
+    )
+    p.add_argument("--list", action="store_true", help="list the extractors and exit")
+    p.add_argument(
+        "--shard", help="INDEX/COUNT: this job's share of the videos, e.g. 0/8"
+    )
+    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument(
+        "--overwrite", action="store_true", help="redo outputs that are complete"
+    )
+    p.add_argument("--strict", action="store_true", help="exit 1 if any video failed")
+    p.add_argument(
+        "--webdataset",
+        action="store_true",
+        help="also pack the outputs into tar shards in FEATURES/webdataset",
+    )
+    p.add_argument("--shard-size", type=int, default=1000, help="videos per tar")
+    g = p.add_argument_group("extractor options")
+    g.add_argument("--fps", type=float, help="rows per second of visual extractors")
+    g.add_argument("--size", type=int, help="pixels: thumbnail side in px")
+    g.add_argument("--clip-model", help="clip: hub name or local directory")
+    g.add_argument("--batch-size", type=int, help="clip: frames per batch")
+    g.add_argument("--device", help="clip/asr: cpu, cuda, cuda:1 (default: auto)")
+    g.add_argument(
+        "--asr-engine", help="asr: pocketsphinx (default), whisper, faster-whisper"
+    )
+    g.add_argument("--asr-model", help="asr: whisper model name or path")
+    g.add_argument("--language", help="asr language; subtitles: preferred .LANG.vtt")
+    g.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="EXTRACTOR.KEY=VALUE",
+        help="any extractor option, e.g. logmel.n_time_bins=96 (repeatable)",
+    )
+
+
+def _extract_options(args: argparse.Namespace) -> dict[str, dict]:
+    import json
+
+    opts: dict[str, dict] = {}
+
+    def put(ext: str, key: str, value) -> None:
+        if value is not None:
+            opts.setdefault(ext, {})[key] = value
+
+    for ext in ("pixels", "clip"):
+        put(ext, "fps", args.fps)
+    put("pixels", "size", args.size)
+    put("clip", "model", args.clip_model)
+    put("clip", "batch_size", args.batch_size)
+    put("clip", "device", args.device)
+    put("asr", "device", args.device)
+    put("asr", "engine", args.asr_engine)
+    put("asr", "model", args.asr_model)
+    put("asr", "language", args.language)
+    put("subtitles", "language", args.language)
+    for item in args.option:
+        key, eq, raw = item.partition("=")
+        ext, dot, name = key.partition(".")
+        if not (eq and dot and ext and name):
+            raise DensevidError(f"--option {item!r}: expected EXTRACTOR.KEY=VALUE")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        put(ext, name, value)
+    return opts
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    from densevid.features.extract import extract_features
+    from densevid.features.registry import available_extractors
+
+    if args.list:
+        for name, info in available_extractors().items():
+            fps = f"{info.default_fps:.3g} fps" if info.default_fps else "timed text"
+            print(f"{name:10} {info.kind:7} {fps:10} {info.summary}")
+            print(f"{'':10} weights: {info.weights}")
+        return 0
+    if not args.videos or not args.output:
+        raise DensevidError("extract needs VIDEOS and -o FEATURES (or --list)")
+    report = extract_features(
+        args.videos,
+        args.output,
+        args.features,
+        options=_extract_options(args),
+        shard=args.shard,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        webdataset=args.webdataset,
+        shard_size=args.shard_size,
+        verbose=not args.quiet,
+    )
+    print(report.summary(), file=sys.stderr)
+    return 1 if (args.strict and report.failed) else 0
+
+
 # --- main --------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "check": (add_check, run_check),
+    "extract": (add_extract, run_extract),
 }
 
 

@@ -1,0 +1,377 @@
+"""The extraction run: many videos x several extractors -> the feature cache.
+
+``extract_features`` is what ``densevid extract`` calls. It is built for corpora that
+take hours:
+
+- incremental: a (video, extractor) whose output is complete (``cache.has_features``)
+  is skipped, so re-running after a crash, a kill or new videos does only what is
+  missing; every file is written atomically, so a killed run leaves no half file;
+- sharded: ``shard=(i, n)`` takes every n-th video of the sorted list from the i-th,
+  so n independent jobs (Slurm array, Ray, Spark) split a corpus with no coordination;
+- parallel: ``workers`` processes, each loading its models once;
+- forgiving: a video that fails (corrupt, no audio for an audio extractor, no subtitle
+  file) is reported in the summary and the run goes on.
+
+With ``webdataset=True`` the complete outputs of the run's videos are also packed into
+webdataset tar shards, one sample per video (``__key__`` = video id, one
+``<extractor>.npy`` + ``<extractor>.json`` per dense stream, ``<extractor>.json`` per
+speech stream), for streaming pretraining.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from densevid.errors import DensevidError
+from densevid.events import VIDEO_EXTENSIONS
+from densevid.features import cache
+from densevid.features.registry import Extractor, get_extractor, parse_feature_list
+
+logger = logging.getLogger(__name__)
+
+STALE_TMP_S = 3600  # temporary files older than this are from dead runs (s)
+WDS_DIR = "webdataset"
+WDS_MAXCOUNT = 1000  # videos per tar shard
+
+
+@dataclass
+class ExtractReport:
+    """What a run did, per (video id, extractor)."""
+
+    n_videos: int = 0
+    done: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
+    shards: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """Several lines: counts, then one line per failure."""
+        lines = [
+            f"{self.n_videos} videos in {self.seconds:.1f} s: "
+            f"{len(self.done)} extracted, {len(self.skipped)} already complete, "
+            f"{len(self.failed)} failed"
+        ]
+        lines += [f"  failed {vid} [{ext}]: {why}" for vid, ext, why in self.failed]
+        if self.shards:
+            lines.append(
+                f"  {len(self.shards)} webdataset shards in {self.shards[0].parent}"
+            )
+        return "\n".join(lines)
+
+
+def find_videos(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Video files from files and directories (searched recursively), by id.
+
+    Raises DensevidError for a missing path, a directory with no videos, or two
+    videos with the same id (file stem), since their features would collide.
+    """
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            vids = sorted(
+                f
+                for f in p.rglob("*")
+                if f.suffix.lower() in VIDEO_EXTENSIONS
+                and f.is_file()
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
+            if not vids:
+                raise DensevidError(
+                    f"{p}: no video files ({', '.join(VIDEO_EXTENSIONS)}) found"
+                )
+            found += vids
+        elif p.exists():
+            found.append(p)
+        else:
+            raise DensevidError(f"{p}: no such file or directory")
+    by_id: dict[str, Path] = {}
+    for v in found:
+        if v.stem in by_id and by_id[v.stem].resolve() != v.resolve():
+            raise DensevidError(
+                f"two videos share the id '{v.stem}': {by_id[v.stem]} and {v}; "
+                "rename one (features are stored by file stem)"
+            )
+        by_id[v.stem] = v
+    return [by_id[k] for k in sorted(by_id)]
+
+
+def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int]:
+    """'2/8' -> (2, 8): the 0-based shard index and the number of shards."""
+    if spec is None:
+        return 0, 1
+    if isinstance(spec, str):
+        try:
+            i_s, n_s = spec.split("/")
+            i, n = int(i_s), int(n_s)
+        except ValueError as e:
+            raise DensevidError(
+                f"bad shard {spec!r}: expected INDEX/COUNT such as 0/4"
+            ) from e
+    else:
+        i, n = spec
+    if not (n >= 1 and 0 <= i < n):
+        raise DensevidError(f"bad shard {i}/{n}: need 0 <= INDEX < COUNT")
+    return i, n
+
+
+def extract_features(
+    videos: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    features: Sequence[str] | str = ("pixels",),
+    *,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    shard: str | tuple[int, int] | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+    webdataset: bool = False,
+    shard_size: int = WDS_MAXCOUNT,
+    verbose: bool = True,
+) -> ExtractReport:
+    """Extracts ``features`` for every video into ``out_dir`` (see module docstring).
+
+    Args:
+        videos: video files and/or directories holding them.
+        out_dir: the FEATURES directory (``out_dir/<extractor>/<video_id>.*``).
+        features: extractor names, e.g. ("pixels", "logmel") or "pixels,logmel".
+        options: per extractor, its Config fields, e.g. {"clip": {"fps": 2.0}}.
+        shard: (index, count) or "index/count": this job's part of the videos.
+        workers: processes; 1 runs in this process.
+        overwrite: re-extract even complete outputs.
+        webdataset: also pack the outputs into tar shards under out_dir/webdataset.
+        shard_size: videos per webdataset tar.
+        verbose: show a progress bar.
+
+    Returns:
+        An ExtractReport (``summary()`` prints it). Failures are reported there, not
+        raised; bad arguments raise DensevidError before any work starts.
+    """
+    t0 = time.perf_counter()
+    names = parse_feature_list(features)
+    options = {k: dict(v) for k, v in (options or {}).items()}
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        logger.debug("options for extractors not run: %s", ", ".join(unknown))
+    index, count = parse_shard(shard)
+    if workers < 1:
+        raise DensevidError(f"workers must be >= 1, got {workers}")
+    paths = find_videos(videos)[index::count]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        _clean_stale(out / name)
+
+    # Build each extractor here once: bad options and missing packages/models fail
+    # now, with one message, instead of once per video.
+    extractors = {n: get_extractor(n, **options.get(n, {})) for n in names}
+    for ex in extractors.values():
+        preflight(ex)
+
+    report = ExtractReport(n_videos=len(paths))
+    todo: list[tuple[Path, list[str]]] = []
+    for p in paths:
+        missing = [
+            n for n in names if overwrite or not cache.has_features(out, n, p.stem)
+        ]
+        report.skipped += [(p.stem, n) for n in names if n not in missing]
+        if missing:
+            todo.append((p, missing))
+    logger.info(
+        "extracting %s for %d of %d videos%s",
+        ",".join(names),
+        len(todo),
+        len(paths),
+        f" (shard {index}/{count})" if count > 1 else "",
+    )
+
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=len(paths),
+        initial=len(paths) - len(todo),
+        unit="video",
+        disable=not verbose,
+        desc="extract",
+    )
+
+    def record(results: list[tuple[str, str, str | None]]) -> None:
+        for vid, name, err in results:
+            if err is None:
+                report.done.append((vid, name))
+            else:
+                report.failed.append((vid, name, err))
+                logger.warning("%s [%s]: %s", vid, name, err)
+        bar.update(1)
+        bar.set_postfix(failed=len(report.failed), refresh=False)
+
+    try:
+        if workers == 1 or len(todo) <= 1:
+            for p, missing in todo:
+                record(process_video(p, out, {n: extractors[n] for n in missing}))
+        else:
+            _run_pool(todo, out, names, options, workers, record)
+    finally:
+        bar.close()
+    report.done.sort()
+    report.failed.sort()
+    if webdataset:
+        report.shards = pack_webdataset(
+            out,
+            names,
+            [p.stem for p in paths],
+            shard=(index, count),
+            maxcount=shard_size,
+        )
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def preflight(ex: Extractor) -> None:
+    """Loads what the extractor needs now (models, packages), if it can."""
+    load = getattr(ex, "load", None)
+    if callable(load):
+        load()
+
+
+def process_video(
+    path: Path, out: Path, extractors: Mapping[str, Extractor]
+) -> list[tuple[str, str, str | None]]:
+    """Runs each extractor on one video and writes its output.
+
+    Returns (video id, extractor, None or the failure's one-line reason) per extractor.
+    """
+    results: list[tuple[str, str, str | None]] = []
+    vid = path.stem
+    for name, ex in extractors.items():
+        try:
+            res = ex(path)
+            if res.is_speech:
+                cache.save_speech(out, name, vid, res.segments or [], res.meta)
+            else:
+                if res.array is None:
+                    raise DensevidError(f"extractor '{name}' returned no array")
+                cache.save_features(out, name, vid, res.array, res.meta)
+            results.append((vid, name, None))
+        except DensevidError as e:
+            results.append((vid, name, str(e)))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - one bad video must not stop a corpus
+            logger.debug("%s [%s] failed", vid, name, exc_info=True)
+            results.append((vid, name, f"{type(e).__name__}: {e}"))
+    return results
+
+
+# --- worker processes --------------------------------------------------------------
+
+_WORKER_EXTRACTORS: dict[str, Extractor] = {}
+
+
+def _init_worker(
+    names: list[str], options: dict[str, dict[str, Any]], n_threads: int
+) -> None:
+    import torch
+
+    torch.set_num_threads(n_threads)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    for n in names:
+        _WORKER_EXTRACTORS[n] = get_extractor(n, **options.get(n, {}))
+
+
+def _work(path: Path, out: Path, missing: list[str]):
+    return process_video(path, out, {n: _WORKER_EXTRACTORS[n] for n in missing})
+
+
+def _run_pool(todo, out, names, options, workers, record) -> None:
+    n_threads = max(1, (os.cpu_count() or 1) // workers)
+    # spawn, not fork: a forked torch (OpenMP threads, CUDA) can deadlock.
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(names, options, n_threads),
+    ) as pool:
+        futures = {
+            pool.submit(_work, p, out, missing): (p, missing) for p, missing in todo
+        }
+        for fut in as_completed(futures):
+            p, missing = futures[fut]
+            try:
+                record(fut.result())
+            except Exception as e:  # noqa: BLE001 - a worker that died (OOM, crash)
+                record(
+                    [
+                        (p.stem, n, f"worker failed: {type(e).__name__}: {e}")
+                        for n in missing
+                    ]
+                )
+
+
+# --- webdataset --------------------------------------------------------------------
+
+
+def pack_webdataset(
+    out: str | os.PathLike,
+    names: Sequence[str],
+    video_ids: Sequence[str],
+    *,
+    shard: tuple[int, int] = (0, 1),
+    maxcount: int = WDS_MAXCOUNT,
+) -> list[Path]:
+    """Packs complete outputs into tar shards ``out/webdataset/<i>-<n>-<k>.tar``.
+
+    A video goes in only when all ``names`` are complete for it. Shards are written
+    under temporary names and renamed, so a reader never sees a half tar.
+    """
+    import webdataset as wds
+
+    root = Path(out)
+    dest = root / WDS_DIR
+    dest.mkdir(parents=True, exist_ok=True)
+    prefix = f"{shard[0]:05d}-{shard[1]:05d}"
+    for old in dest.glob(f"{prefix}-*.tar"):
+        old.unlink()
+    tmp_pattern = str(dest / f".{prefix}-%06d.tar.tmp")
+    written: list[str] = []
+    with wds.ShardWriter(
+        tmp_pattern, maxcount=maxcount, verbose=0, post=written.append
+    ) as sink:
+        for vid in video_ids:
+            if not all(cache.has_features(root, n, vid) for n in names):
+                continue
+            sample: dict[str, Any] = {"__key__": vid}
+            for n in names:
+                npy, js = cache.feature_paths(root, n, vid)
+                if npy.exists():
+                    sample[f"{n}.npy"] = npy.read_bytes()
+                sample[f"{n}.json"] = js.read_bytes()
+            sink.write(sample)
+    shards = []
+    for tmp in written:
+        final = Path(tmp[: -len(".tmp")])
+        final = final.with_name(final.name.lstrip("."))
+        os.replace(tmp, final)
+        shards.append(final)
+    return shards
+
+
+def _clean_stale(d: Path) -> None:
+    """Removes temporary files of runs that died long ago (not of live shards)."""
+    if not d.is_dir():
+        return
+    now = time.time()
+    for tmp in d.glob(".*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_TMP_S:
+                tmp.unlink()
+        except OSError:
+            pass
