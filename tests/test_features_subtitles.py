@@ -122,3 +122,15 @@ def test_find_subtitles_and_errors(tmp_path):
         subtitle_sentences(bad)
     with pytest.raises(DensevidError, match="no such"):
         subtitle_sentences(tmp_path / "missing.srt")
+
+
+def test_unpunctuated_cues_stay_sentences(tmp_path):
+    p = tmp_path / "v.vtt"
+    p.write_text(
+        "WEBVTT\n\n00:00:00.969 --> 00:00:03.522\nwhat do you think comes next\n\n"
+        "00:00:03.699 --> 00:00:05.885\nthe cross is shaking\n"
+    )
+    assert subtitle_sentences(p) == [
+        {"start": 0.969, "end": 3.522, "text": "what do you think comes next"},
+        {"start": 3.699, "end": 5.885, "text": "the cross is shaking"},
+    ]

@@ -14,8 +14,25 @@ from densevid.features.cache import (
     save_speech,
     speech_path,
 )
+from densevid.features.extract import ExtractReport, extract_features
+from densevid.features.registry import (
+    Extractor,
+    ExtractorInfo,
+    FeatureResult,
+    available_extractors,
+    get_extractor,
+    register_extractor,
+)
 
 __all__ = [
+    "ExtractReport",
+    "Extractor",
+    "ExtractorInfo",
+    "FeatureResult",
+    "available_extractors",
+    "extract_features",
+    "get_extractor",
+    "register_extractor",
     "feature_paths",
     "has_features",
     "list_videos",

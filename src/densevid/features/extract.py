@@ -213,14 +213,18 @@ def extract_features(
         bar.update(1)
         bar.set_postfix(failed=len(report.failed), refresh=False)
 
-    try:
-        if workers == 1 or len(todo) <= 1:
-            for p, missing in todo:
-                record(process_video(p, out, {n: extractors[n] for n in missing}))
-        else:
-            _run_pool(todo, out, names, options, workers, record)
-    finally:
-        bar.close()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    # warnings go through tqdm.write so they do not tear the progress bar
+    with logging_redirect_tqdm():
+        try:
+            if workers == 1 or len(todo) <= 1:
+                for p, missing in todo:
+                    record(process_video(p, out, {n: extractors[n] for n in missing}))
+            else:
+                _run_pool(todo, out, names, options, workers, record)
+        finally:
+            bar.close()
     report.done.sort()
     report.failed.sort()
     if webdataset:

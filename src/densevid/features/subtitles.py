@@ -12,7 +12,8 @@ new one, with 10 ms cues in between that repeat a line alone, and inline word ti
 3. every word gets a time: from inline word times when present, else spread over its
    cue in proportion to characters;
 4. words are merged into sentences that end at ``.?!``, at a pause longer than
-   ``max_gap`` or when a sentence would exceed ``max_duration`` (``merge_sentences``).
+   ``max_gap`` or when a sentence would exceed ``max_duration`` (``merge_sentences``);
+   unpunctuated subtitles that are not rolling end a sentence at every cue.
 
 File search beside ``dir/<stem>.mp4``: ``<stem>.vtt``, ``<stem>.srt``, then
 ``<stem>.<lang>.vtt|srt`` (yt-dlp's naming, ``language`` first when set).
@@ -128,14 +129,16 @@ def _clean(line: str) -> str:
 
 
 def dedupe_rolling(cues: list[Cue]) -> list[dict[str, Any]]:
-    """Cues -> words [{"start", "end", "text"}] with YouTube's repeats removed.
+    """Cues -> words [{"start", "end", "text", "cue_end"}], YouTube's repeats removed.
 
     A line equal to one of the previous cue's lines is a repeat; a line that starts
-    with the previous cue's last line contributes only its continuation.
+    with the previous cue's last line contributes only its continuation. ``cue_end``
+    marks the last new word of each cue.
     """
     words: list[dict[str, Any]] = []
     prev: list[str] = []
     for cue in cues:
+        n_before = len(words)
         shown: list[str] = []
         for raw in cue.lines:
             clean = _clean(raw)
@@ -150,9 +153,29 @@ def dedupe_rolling(cues: list[Cue]) -> list[dict[str, Any]]:
                 n_old = len(prev[-1].split())
                 new_raw = " ".join(_strip_words(raw, n_old))
             words.extend(_timed_words(new_raw, cue.start, cue.end))
+        if len(words) > n_before:
+            words[-1]["cue_end"] = True
         if shown:
             prev = shown
     return words
+
+
+def is_rolling(cues: list[Cue]) -> bool:
+    """True for YouTube-style rolling captions (cues repeating the previous line)."""
+    prev: set[str] = set()
+    repeats = 0
+    for cue in cues:
+        lines = {c for c in (_clean(x) for x in cue.lines) if c}
+        repeats += bool(lines & prev)
+        prev = lines or prev
+    return repeats >= max(1, len(cues) // 4)
+
+
+def is_punctuated(cues: list[Cue]) -> bool:
+    """True when at least 30 % of cues hold a sentence end (. ? !)."""
+    texts = [" ".join(_clean(x) for x in c.lines) for c in cues]
+    n = sum(bool(re.search(r"[.?!…]", t)) for t in texts)
+    return bool(texts) and n >= 0.3 * len(texts)
 
 
 def _strip_words(raw: str, n: int) -> list[str]:
@@ -204,12 +227,13 @@ def merge_sentences(
     *,
     max_gap: float = MAX_GAP_S,
     max_duration: float = MAX_SENTENCE_S,
+    split_at_cues: bool = False,
 ) -> list[dict[str, Any]]:
     """Timed words -> sentences [{"start", "end", "text"}].
 
-    A sentence ends after a word ending in . ? ! (closing quotes allowed), before a
-    pause longer than ``max_gap``, or before a word that would make it longer than
-    ``max_duration`` seconds.
+    A sentence ends after a word ending in . ? ! (closing quotes allowed), after the
+    last word of a cue when ``split_at_cues``, before a pause longer than
+    ``max_gap``, or before a word that would make it longer than ``max_duration`` s.
     """
     sentences: list[dict[str, Any]] = []
     cur: list[dict[str, Any]] = []
@@ -232,7 +256,7 @@ def merge_sentences(
         ):
             flush()
         cur.append(w)
-        if SENTENCE_END.search(w["text"]):
+        if SENTENCE_END.search(w["text"]) or (split_at_cues and w.get("cue_end")):
             flush()
     flush()
     return sentences
@@ -244,9 +268,20 @@ def subtitle_sentences(
     max_gap: float = MAX_GAP_S,
     max_duration: float = MAX_SENTENCE_S,
 ) -> list[dict[str, Any]]:
-    """A .srt/.vtt file -> timed sentences, rolling duplicates undone."""
-    words = dedupe_rolling(read_cues(path))
-    return merge_sentences(words, max_gap=max_gap, max_duration=max_duration)
+    """A .srt/.vtt file -> timed sentences, rolling duplicates undone.
+
+    Punctuated subtitles are merged at sentence ends across cues; rolling
+    (YouTube automatic) captions, which have no punctuation, at pauses; other
+    unpunctuated subtitles keep each cue as one sentence.
+    """
+    cues = read_cues(path)
+    words = dedupe_rolling(cues)
+    return merge_sentences(
+        words,
+        max_gap=max_gap,
+        max_duration=max_duration,
+        split_at_cues=not is_punctuated(cues) and not is_rolling(cues),
+    )
 
 
 def find_subtitles(
