@@ -207,11 +207,211 @@ def run_extract(args: argparse.Namespace) -> int:
     return 1 if (args.strict and report.failed) else 0
 
 
+# --- train -------------------------------------------------------------------------
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        sub,
+        "train",
+        "train the joint model (Vid2Seq-style) on annotations + extracted features; "
+        "the same command runs under torchrun for several processes",
+        "densevid train --config configs/synthetic.yaml --set max_steps=2000 "
+        "--set model.d_model=128\n  torchrun --nproc_per_node 2 -m densevid train "
+        "--config configs/synthetic.yaml",
+    )
+    p.add_argument("--config", help="YAML config (densevid.train.TrainConfig fields)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (dotted for sections: model.d_model=128)",
+    )
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start afresh even if OUTPUT/last exists (it is overwritten)",
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import json
+
+    from densevid.train import load_config, train
+
+    overrides = list(args.overrides)
+    if args.no_resume:
+        overrides.append("resume=false")
+    config = load_config(args.config, overrides)
+    summary = train(config, verbose=not args.quiet)
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary, indent=1))
+    return 0
+
+
+# --- predict -----------------------------------------------------------------------
+
+
+def add_predict(sub: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        sub,
+        "predict",
+        "predict events for the videos of an annotation file from their features, "
+        "and report the references' per-token log-likelihood and perplexity",
+        "densevid predict runs/synth/best --features feats/ "
+        "--annotations test.json -o preds.json",
+    )
+    p.add_argument("checkpoint", help="checkpoint directory (densevid train writes it)")
+    p.add_argument("--features", required=True, help="FEATURES directory")
+    p.add_argument(
+        "--annotations",
+        required=True,
+        help="ActivityNet-format file giving the videos and their durations",
+    )
+    p.add_argument("-o", "--output", required=True, help="submission JSON to write")
+    p.add_argument("--method", choices=["beam", "greedy"], default="beam")
+    p.add_argument("--beam-size", type=int, default=4)
+    p.add_argument("--max-length", type=int, default=256, help="tokens per video")
+    p.add_argument(
+        "--no-constraint",
+        action="store_true",
+        help="decode without the time-token grammar (ablation)",
+    )
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from densevid.data import VideoDataset
+    from densevid.decoding import DecodingOptions, decode_dataset
+    from densevid.events import load_annotations, save_submission
+    from densevid.model import load_model
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    options = DecodingOptions(
+        method=args.method,
+        beam_size=args.beam_size,
+        max_length=args.max_length,
+        constrained=not args.no_constraint,
+    ).verify()
+    model = load_model(args.checkpoint, device=device)
+    videos = load_annotations(args.annotations)
+    dataset = VideoDataset(videos, args.features, model.config, model.time_tokenizer)
+    preds, stats = decode_dataset(
+        model, dataset, options, batch_size=args.batch_size, verbose=not args.quiet
+    )
+    save_submission([preds[k] for k in videos if k in preds], args.output)
+    n_events = sum(len(v) for v in preds.values())
+    print(
+        f"{args.output}: {len(preds)} videos, {n_events} events; references: "
+        f"log-likelihood {stats.per_token:.4f}/token, perplexity {stats.perplexity:.3f}"
+    )
+    return 0
+
+
+# --- synth -------------------------------------------------------------------------
+
+
+def add_synth(sub: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        sub,
+        "synth",
+        "generate the synthetic dense-captioning benchmark: OUT/videos/*.mp4 and "
+        ".vtt narrations, OUT/train.json, val.json, test.json",
+        "densevid synth out/world --videos 2000 --workers 2 --stats\n"
+        "  densevid synth out/tiny --videos 6 --small\n"
+        "  densevid synth out/world --stats          (figures of an existing set)",
+    )
+    p.add_argument("out", help="output directory")
+    p.add_argument(
+        "--videos",
+        type=int,
+        default=None,
+        help="videos over all splits (80%% train, 10%% val, 10%% test)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="dataset seed")
+    p.add_argument(
+        "--preset",
+        choices=["small", "default", "long"],
+        default="default",
+        help="small: 8-16 s videos for tests; default: 20-60 s, what the bundled "
+        "model trains on; long: 20 s to 5 min",
+    )
+    p.add_argument("--small", action="store_true", help="same as --preset small")
+    p.add_argument("--workers", type=int, default=1, help="processes in parallel")
+    p.add_argument(
+        "--split",
+        default="0.8,0.1,0.1",
+        help="train,val,test fractions of --videos",
+    )
+    p.add_argument(
+        "--speech",
+        action="store_true",
+        help="speak the narration into the audio with espeak-ng (if installed)",
+    )
+    p.add_argument(
+        "--stats",
+        action="store_true",
+        help="print event counts, lengths, overlaps and vocabulary per split",
+    )
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from densevid.events import load_annotations
+    from densevid.synth import SPLITS, dataset_stats, format_stats, generate
+
+    if args.videos is None and not args.stats:
+        raise DensevidError("synth: give --videos N (or --stats for an existing set)")
+    try:
+        fractions = tuple(float(x) for x in args.split.split(","))
+    except ValueError:
+        fractions = ()
+    if len(fractions) != 3:
+        raise DensevidError(f"synth: --split needs three fractions, got {args.split}")
+    if args.videos is not None:
+        splits = generate(
+            args.out,
+            args.videos,
+            seed=args.seed,
+            preset="small" if args.small else args.preset,
+            workers=args.workers,
+            fractions=fractions,
+            speech=args.speech,
+            verbose=not args.quiet,
+        )
+        sizes = ", ".join(f"{s} {len(v)}" for s, v in splits.items())
+        print(f"{args.out}: {sum(len(v) for v in splits.values())} videos ({sizes})")
+    else:
+        splits = {}
+        for split in SPLITS:
+            path = Path(args.out) / f"{split}.json"
+            if path.exists():
+                splits[split] = list(load_annotations(path).values())
+        if not splits:
+            raise DensevidError(f"{args.out}: no train/val/test.json to summarise")
+    if args.stats:
+        for split, videos in splits.items():
+            if videos:
+                print(format_stats(split, dataset_stats(videos)))
+    return 0
+
+
 # --- main --------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "check": (add_check, run_check),
+    "train": (add_train, run_train),
+    "predict": (add_predict, run_predict),
     "extract": (add_extract, run_extract),
+    "synth": (add_synth, run_synth),
 }
 
 

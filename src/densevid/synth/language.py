@@ -1,0 +1,229 @@
+"""Words for a scene: reference captions (a small grammar with several phrasings of
+each event) and a narration that paraphrases some events, late or early, between
+chatter that has nothing to do with them.
+
+The grammar is kept small on purpose: content words (size, colour, shape, direction,
+action) always say what the picture shows; only the wording around them varies, so a
+perfect model still cannot score BLEU or METEOR 1.0 against one phrasing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from densevid.synth.world import Action, Scene
+
+P_SIZE_WORD = 0.6  # captions name the size this often
+P_NARRATE = 0.5  # share of events the narrator mentions
+NARRATION_SHIFT_S = (-1.0, 2.5)  # narration starts this far from its event
+SECONDS_PER_WORD = 0.36  # speaking rate used to time cues
+CUE_LENGTH_S = (1.2, 5.0)
+CHATTER_EVERY_S = 20.0  # mean spacing of unrelated remarks
+CUE_GAP_S = 0.1
+
+SIZE_WORDS = {"small": ("small", "small", "little"), "big": ("big", "big", "large")}
+DIRECTION_PHRASES = {
+    "left": ("left", "to the left", "leftward"),
+    "right": ("right", "to the right", "rightward"),
+    "up": ("up", "upward", "toward the top"),
+    "down": ("down", "downward", "toward the bottom"),
+}
+EDGE_WORDS = {"left": "left", "right": "right", "up": "top", "down": "bottom"}
+CAPTIONS: dict[str, tuple[str, ...]] = {
+    "appear": (
+        "{a} appears",
+        "{a} appears on the screen",
+        "{a} shows up",
+        "{a} fades into view",
+    ),
+    "leave": (
+        "{the} leaves the scene",
+        "{the} exits to the {dir}",
+        "{the} moves off the screen to the {dir}",
+        "{the} disappears off the {edge} edge",
+    ),
+    "move": (
+        "{the} moves {dirp}",
+        "{the} slides {dirp}",
+        "{the} travels {dirp}",
+        "{the} moves {dirp} {speed}",
+    ),
+    "stop": (
+        "{the} slows down and stops",
+        "{the} comes to a stop",
+        "{the} stops moving",
+        "{the} slows to a halt",
+    ),
+    "grow": ("{the} grows", "{the} gets bigger", "{the} grows larger", "{the} expands"),
+    "shrink": (
+        "{the} shrinks",
+        "{the} gets smaller",
+        "{the} becomes smaller",
+        "{the} shrinks in size",
+    ),
+    "change_colour": (
+        "{the} turns {new}",
+        "{the} changes colour to {new}",
+        "{the} becomes {new}",
+        "the {shape} changes from {old} to {new}",
+    ),
+    "bounce": (
+        "{the} bounces",
+        "{the} bounces up and down",
+        "{the} keeps bouncing",
+        "{the} jumps up and down",
+    ),
+    "shake": (
+        "{the} shakes",
+        "{the} shakes from side to side",
+        "{the} wobbles",
+        "{the} shakes back and forth",
+    ),
+    "blink": (
+        "{the} blinks",
+        "{the} flashes on and off",
+        "{the} flickers",
+        "{the} blinks repeatedly",
+    ),
+}
+NARRATION: dict[str, tuple[str, ...]] = {
+    "appear": (
+        "oh, here comes a {colour} {shape}",
+        "look, a {colour} {shape} just showed up",
+        "and there is a new {shape}",
+    ),
+    "leave": (
+        "and the {colour} {shape} is gone",
+        "bye bye, {shape}",
+        "there goes the {colour} one",
+    ),
+    "move": (
+        "watch the {shape} going {dir}",
+        "the {colour} one is heading {dir}",
+        "now it slides over to the {dir}",
+    ),
+    "stop": ("and it stops", "the {shape} finally stops", "okay, it stopped"),
+    "grow": ("the {shape} is getting huge", "look how big the {colour} {shape} gets"),
+    "shrink": ("and now it is shrinking", "the {colour} {shape} is getting tiny"),
+    "change_colour": (
+        "did you see that, it is {new} now",
+        "the {shape} changed its colour",
+        "{new}, I like that",
+    ),
+    "bounce": (
+        "the {shape} is so bouncy",
+        "look at it jump",
+        "the {colour} {shape} keeps jumping",
+    ),
+    "shake": ("the {shape} is shaking", "why is the {colour} one trembling"),
+    "blink": ("the {colour} {shape} is blinking at us", "flash, flash, flash"),
+}
+CHATTER = (
+    "okay, let's see what happens in this one",
+    "welcome back to another video",
+    "I really like this background",
+    "so many shapes today",
+    "hmm, interesting",
+    "don't forget to subscribe",
+    "what do you think comes next",
+    "this part is my favourite",
+    "let me know in the comments",
+    "it is pretty busy in here",
+    "alright",
+    "so yeah, that is how it goes",
+)
+
+
+def caption(scene: Scene, action: Action, rng: np.random.Generator) -> str:
+    """One reference sentence for an action, in a randomly chosen phrasing."""
+    obj = scene.objects[action.obj]
+    b = action.before
+    words = [b.colour, obj.shape]
+    if rng.random() < P_SIZE_WORD:
+        words.insert(0, _pick(rng, SIZE_WORDS[b.size_word]))
+    np_ = " ".join(words)
+    direction = action.direction or ""
+    template = _pick(rng, CAPTIONS[action.kind])
+    speed = ""
+    if action.kind == "move" and "{speed}" in template:
+        if action.speed < 16:
+            speed = "slowly"
+        elif action.speed > 30:
+            speed = "quickly"
+        else:
+            template = "{the} moves {dirp}"
+    text = template.format(
+        a=f"a {np_}",
+        the=f"the {np_}",
+        dir=direction,
+        dirp=_pick(rng, DIRECTION_PHRASES[direction]) if direction else "",
+        edge=EDGE_WORDS.get(direction, ""),
+        speed=speed,
+        shape=obj.shape,
+        old=b.colour,
+        new=action.new_colour or "",
+    )
+    return text[0].upper() + text[1:] + "."
+
+
+def narration(scene: Scene, rng: np.random.Generator) -> list[tuple[float, float, str]]:
+    """Timed narration cues ``(start, end, text)``: some events paraphrased with
+    shifted, jittered times, plus unrelated chatter; sorted, never overlapping."""
+    cues = []
+    for action in scene.actions:
+        if rng.random() >= P_NARRATE:
+            continue
+        obj = scene.objects[action.obj]
+        text = _pick(rng, NARRATION[action.kind]).format(
+            colour=action.before.colour,
+            shape=obj.shape,
+            dir=action.direction or "",
+            new=action.new_colour or "",
+        )
+        start = action.start + rng.uniform(*NARRATION_SHIFT_S)
+        cues.append((start, _speech_length(text, rng), text))
+    n_chatter = 1 + rng.poisson(scene.duration / CHATTER_EVERY_S)
+    for _ in range(n_chatter):
+        text = _pick(rng, CHATTER)
+        cues.append((rng.uniform(0, scene.duration), _speech_length(text, rng), text))
+    cues.sort(key=lambda c: c[0])
+    out: list[tuple[float, float, str]] = []
+    t_free = 0.0
+    for start, length, text in cues:
+        start = max(start, t_free, 0.0)
+        end = min(start + length, scene.duration)
+        if end - start < CUE_LENGTH_S[0] * 0.75:
+            continue
+        start, end = round(start, 3), round(end, 3)
+        out.append((start, end, text))
+        t_free = end + CUE_GAP_S
+    return out
+
+
+def write_vtt(cues: list[tuple[float, float, str]], path: str | os.PathLike) -> None:
+    """A WebVTT subtitle file, one cue per narration line."""
+    lines = ["WEBVTT", ""]
+    for start, end, text in cues:
+        lines += [f"{_vtt_time(start)} --> {_vtt_time(end)}", text, ""]
+    Path(path).write_text("\n".join(lines), encoding="utf-8")
+
+
+def _vtt_time(t: float) -> str:
+    ms = int(round(t * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+
+
+def _speech_length(text: str, rng: np.random.Generator) -> float:
+    n = len(text.split())
+    length = n * SECONDS_PER_WORD + rng.uniform(0.3, 1.0)
+    return float(np.clip(length, *CUE_LENGTH_S))
+
+
+def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
+    return options[int(rng.integers(len(options)))]
