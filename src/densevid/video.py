@@ -132,15 +132,18 @@ def read_frames(
         info = _probe_container(container, str(path))
         stream = container.streams.video[0]
         out_w, out_h, crop_to = _output_geometry(info, size, crop)
+        convert = _Converter(info.rotation, out_w, out_h, crop_to)
         if fps is None and n_frames is None:
-            frames, times, complete = _decode_all(container, stream, info)
+            frames, times, complete = _decode_all(container, stream, info, convert)
         else:
             if n_frames is not None:
                 targets = (np.arange(n_frames) + 0.5) * info.duration / n_frames
             else:
                 n = max(1, math.ceil(info.duration * fps - TIME_EPS_S))
                 targets = np.arange(n) / fps
-            frames, times, complete = _decode_at(container, stream, info, targets)
+            frames, times, complete = _decode_at(
+                container, stream, info, targets, convert
+            )
         if not frames:
             raise VideoDecodeError(f"{path}: no decodable video frames")
         if not complete:
@@ -150,7 +153,7 @@ def read_frames(
                 f"{info.duration:.2f} s; returning {len(frames)} frames",
                 stacklevel=2,
             )
-        arrays = _convert(frames, info.rotation, out_w, out_h, crop_to)
+        arrays = np.stack(frames)
     return arrays, np.asarray(times, dtype=np.float64)
 
 
@@ -337,12 +340,13 @@ def _decode_all(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
     info: VideoInfo,
-) -> tuple[list[av.VideoFrame], list[float], bool]:
+    convert: _Converter,
+) -> tuple[list[np.ndarray], list[float], bool]:
     start = _stream_start(stream)
     frames, times = [], []
     damage: list[str] = []
     for frame in _frames(container, stream, damage):
-        frames.append(frame)
+        frames.append(convert(frame))
         times.append(_frame_time(frame, start))
     last = times[-1] if times else 0.0
     period = 1.0 / info.fps if info.fps else 0.0
@@ -447,7 +451,8 @@ def _decode_at(
     stream: av.video.stream.VideoStream,
     info: VideoInfo,
     targets: np.ndarray,
-) -> tuple[list[av.VideoFrame], list[float], bool]:
+    convert: _Converter,
+) -> tuple[list[np.ndarray], list[float], bool]:
     """The frame shown at each (ascending) target time, seeking where it pays."""
     start = _stream_start(stream)
     keys = _keyframe_times(stream, start, info.duration)
@@ -496,7 +501,7 @@ def _decode_at(
             if (cursor.damage or ends_early) and t > ft + period + TIME_EPS_S:
                 complete = False
                 break
-        frames.append(frame)
+        frames.append(convert(frame))
         times.append(ft)
     logger.debug(
         "sampled %d frames: decoded %d, %d seeks",
@@ -550,38 +555,37 @@ def _output_geometry(
     return int(size[0]), int(size[1]), None
 
 
-def _convert(
-    frames: list[av.VideoFrame],
-    rotation: int,
-    out_w: int,
-    out_h: int,
-    crop_to: int | None,
-) -> np.ndarray:
-    """(N, H, W, 3) uint8 RGB, rotated for display, resized and cropped."""
-    k = (rotation // 90) % 4
-    # resize the stored frame to the size that becomes (out_w, out_h) once rotated
-    coded_w, coded_h = (out_h, out_w) if k % 2 else (out_w, out_h)
-    h_out, w_out = out_h, out_w
-    if crop_to is not None:
-        h_out = w_out = crop_to
-    out = np.empty((len(frames), h_out, w_out, 3), dtype=np.uint8)
-    cache: dict[
-        int, int
-    ] = {}  # repeated frames (more targets than frames) convert once
-    for i, frame in enumerate(frames):
-        j = cache.get(id(frame))
-        if j is not None:
-            out[i] = out[j]
-            continue
-        cache[id(frame)] = i
+class _Converter:
+    """Frame -> (H, W, 3) uint8 RGB as displayed: resized, rotated, cropped.
+
+    Converts as frames are chosen, so memory holds small arrays, never decoded
+    frames; a frame chosen twice in a row (more targets than frames) converts once.
+    """
+
+    def __init__(self, rotation: int, out_w: int, out_h: int, crop_to: int | None):
+        self.k = (rotation // 90) % 4
+        # resize the stored frame to the size that becomes (out_w, out_h) once rotated
+        self.coded_w, self.coded_h = (out_h, out_w) if self.k % 2 else (out_w, out_h)
+        self.crop_to = crop_to
+        self.last: av.VideoFrame | None = None
+        self.last_array: np.ndarray | None = None
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        if frame is self.last and self.last_array is not None:
+            return self.last_array
         img = frame.to_ndarray(
-            format="rgb24", width=coded_w, height=coded_h, interpolation=INTERPOLATION
+            format="rgb24",
+            width=self.coded_w,
+            height=self.coded_h,
+            interpolation=INTERPOLATION,
         )
-        if k:
-            img = np.rot90(img, k=k)
-        if crop_to is not None:
-            y0 = (img.shape[0] - crop_to) // 2
-            x0 = (img.shape[1] - crop_to) // 2
-            img = img[y0 : y0 + crop_to, x0 : x0 + crop_to]
-        out[i] = img
-    return out
+        if self.k:
+            img = np.rot90(img, k=self.k)
+        if self.crop_to is not None:
+            c = self.crop_to
+            y0 = (img.shape[0] - c) // 2
+            x0 = (img.shape[1] - c) // 2
+            img = img[y0 : y0 + c, x0 : x0 + c]
+        img = np.ascontiguousarray(img)
+        self.last, self.last_array = frame, img
+        return img
