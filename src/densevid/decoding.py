@@ -252,3 +252,75 @@ def decode(
 def _clip(event: Event, duration: float) -> Event:
     end = min(event.end, duration)
     return replace(event, end=end) if end != event.end else event
+
+
+@dataclass
+class LikelihoodStats:
+    """Teacher-forced log-likelihood of the reference sequences over a split."""
+
+    sum_logp: float = 0.0
+    n_tokens: int = 0
+    n_videos: int = 0
+
+    @property
+    def per_token(self) -> float:
+        return self.sum_logp / max(self.n_tokens, 1)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(-self.per_token)
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "log_likelihood": self.per_token,
+            "perplexity": self.perplexity,
+            "n_tokens": float(self.n_tokens),
+        }
+
+
+@torch.no_grad()
+def decode_dataset(
+    model: Any,
+    dataset: Any,
+    options: DecodingOptions | None = None,
+    *,
+    batch_size: int = 8,
+    likelihood: bool = True,
+    verbose: bool = False,
+) -> tuple[dict[str, VideoEvents], LikelihoodStats]:
+    """Predicts every video of a dataset and scores its reference sequences.
+
+    Returns:
+        video id -> predicted VideoEvents, and the per-token log-likelihood /
+        perplexity of the references (the research plan's measure).
+    """
+    from tqdm import tqdm
+
+    from densevid.data import collate, to_device
+
+    pad_id = model.time_tokenizer.pad_id
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=lambda items: collate(items, pad_id),
+    )
+    was_training = model.training
+    model.eval()
+    device = model.device
+    predictions: dict[str, VideoEvents] = {}
+    stats = LikelihoodStats()
+    try:
+        for batch in tqdm(loader, desc="decode", disable=not verbose):
+            batch = to_device(batch, device)
+            for video in decode(model, batch, options):
+                predictions[video.video_id] = video
+            if likelihood:
+                inputs = {k: v for k, v in batch.items() if k != "labels"}
+                total, count = model.log_likelihood(batch["labels"], **inputs)
+                stats.sum_logp += float(total.sum())
+                stats.n_tokens += int(count.sum())
+                stats.n_videos += len(batch["video_ids"])
+    finally:
+        model.train(was_training)
+    return predictions, stats

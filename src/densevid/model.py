@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,37 @@ logger = logging.getLogger(__name__)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 IGNORE_INDEX = -100  # label value that takes no part in the loss (transformers' own)
+
+
+def coerce_numbers(obj: Any) -> None:
+    """Casts a config dataclass's numeric fields to their defaults' types.
+
+    YAML 1.1 reads ``3e-4`` as a string and ``1`` as an int; a value that is not a
+    number where one is due is an error naming the key.
+    """
+    for f in fields(obj):
+        if f.default is MISSING or f.default is None:
+            continue
+        value, default = getattr(obj, f.name), f.default
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise DensevidError(
+                    f"config: {f.name} must be true or false: {value!r}"
+                )
+            continue
+        if not isinstance(default, int | float) or type(value) is type(default):
+            continue
+        try:
+            cast = type(default)(value)
+        except (TypeError, ValueError):
+            raise DensevidError(
+                f"config: {f.name} must be a number: {value!r}"
+            ) from None
+        if isinstance(value, bool) or (
+            isinstance(default, int) and cast != float(value)
+        ):
+            raise DensevidError(f"config: {f.name} must be an integer: {value!r}")
+        object.__setattr__(obj, f.name, cast)
 
 
 @dataclass
@@ -78,6 +109,7 @@ class ModelConfig:
     max_target_tokens: int = 256
 
     def __post_init__(self) -> None:
+        coerce_numbers(self)
         for name in ("n_time_tokens", "n_frames", "d_model", "n_temporal_heads"):
             if getattr(self, name) < 1:
                 raise DensevidError(f"model config: {name} must be >= 1")
@@ -195,6 +227,13 @@ class DenseVideoModel(nn.Module):
             if config.use_audio
             else None
         )
+        if not config.use_speech:
+            # the LM encoder only reads speech: without it its layers get no gradient
+            # (which DDP rejects) and need no optimizer state
+            shared = {id(p) for p in lm.get_input_embeddings().parameters()}
+            for p in lm.get_encoder().parameters():
+                if id(p) not in shared:
+                    p.requires_grad_(False)
         self.tokenizer: Any = None
 
     @property

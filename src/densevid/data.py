@@ -1,0 +1,266 @@
+"""Datasets for the joint model: annotations + cached features -> model inputs.
+
+One item is one video: F frame features sampled uniformly over the whole video (all
+of them, zero-padded and masked, when the video has fewer), optionally the audio stream
+sampled the same way and the speech transcript as time-tokenised ids, and the target
+``<t_s> <t_e> caption ... </s>`` sequence. An optional random temporal crop (training
+only) cuts a window out of the video, keeps the events mostly inside it, and makes the
+window the whole "video", so times stay relative to what the model sees.
+
+Randomness comes from a generator seeded by (seed, epoch, index), so an item does not
+depend on which process loads it or on whether training was resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from densevid.errors import DensevidError
+from densevid.events import Event, VideoEvents
+from densevid.model import IGNORE_INDEX, ModelConfig
+from densevid.text import TimeTokenizer
+
+logger = logging.getLogger(__name__)
+
+# A cropped event is kept when at least this fraction of it lies inside the window.
+CROP_KEEP_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One dense feature stream of one video: rows and the time of each row (s)."""
+
+    array: np.ndarray  # (T, D)
+    times: np.ndarray  # (T,)
+
+
+def row_times(meta: Mapping[str, Any], n_rows: int, duration: float) -> np.ndarray:
+    """Seconds of each feature row: the sidecar's ``timestamps`` when present, else
+    rows spread evenly over the video (centres of n equal slices)."""
+    ts = meta.get("timestamps")
+    if ts is not None and len(ts) == n_rows:
+        return np.asarray(ts, dtype=np.float64)
+    return (np.arange(n_rows) + 0.5) * duration / max(n_rows, 1)
+
+
+def sample_rows(times: np.ndarray, start: float, end: float, n: int) -> np.ndarray:
+    """Indices of at most ``n`` rows spread uniformly over the rows in [start, end].
+
+    When the window holds fewer than ``n`` rows all are taken (the caller pads). When
+    it holds none, the row nearest the window's centre is taken so a video never
+    arrives empty.
+    """
+    inside = np.flatnonzero((times >= start) & (times <= end))
+    if len(inside) == 0:
+        return np.array([int(np.argmin(np.abs(times - (start + end) / 2)))])
+    if len(inside) <= n:
+        return inside
+    picks = np.floor((np.arange(n) + 0.5) * len(inside) / n).astype(int)
+    return inside[picks]
+
+
+def crop_events(events: Sequence[Event], start: float, end: float) -> list[Event]:
+    """Events shifted into the window [start, end], clipped to it; those with less
+    than CROP_KEEP_FRACTION of their length inside are dropped."""
+    kept = []
+    for e in events:
+        s, t = max(e.start, start), min(e.end, end)
+        if t <= s:
+            continue
+        if e.length > 0 and (t - s) / e.length < CROP_KEEP_FRACTION:
+            continue
+        kept.append(Event(s - start, t - start, e.text))
+    return kept
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    """Annotated videos read from a feature cache (``FEATURES/<extractor>/...``).
+
+    Args:
+        videos: video id -> VideoEvents (with duration), e.g. from load_annotations.
+        features_root: the FEATURES directory.
+        config: the model's input contract (extractor names, F, token caps).
+        time_tokenizer: turns events and transcripts into ids.
+        crop: random temporal crops (training).
+        crop_min_fraction: the shortest window as a fraction of the video.
+        seed: base seed of the per-item generators.
+        cache: keep loaded feature arrays in memory (small corpora).
+    """
+
+    def __init__(
+        self,
+        videos: Mapping[str, VideoEvents],
+        features_root: str | os.PathLike,
+        config: ModelConfig,
+        time_tokenizer: TimeTokenizer,
+        *,
+        crop: bool = False,
+        crop_min_fraction: float = 0.5,
+        seed: int = 0,
+        cache: bool = True,
+    ) -> None:
+        if not videos:
+            raise DensevidError("dataset has no videos")
+        if not 0 < crop_min_fraction <= 1:
+            raise DensevidError(
+                f"crop_min_fraction must be in (0, 1], got {crop_min_fraction}"
+            )
+        self.videos = list(videos.values())
+        for v in self.videos:
+            if v.duration is None:
+                raise DensevidError(f"{v.video_id}: the dataset needs video durations")
+        self.root = features_root
+        self.config = config
+        self.tt = time_tokenizer
+        self.crop = crop
+        self.crop_min_fraction = crop_min_fraction
+        self.seed = seed
+        self.epoch = 0
+        self._cache: dict[tuple[str, str], Any] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Changes the random crops from epoch to epoch (DistributedSampler's idiom)."""
+        self.epoch = epoch
+
+    def feature_dim(self, extractor: str) -> int:
+        """Dimension of an extractor's features, read from the first video."""
+        return int(self._stream(extractor, self.videos[0]).array.shape[1])
+
+    def _stream(self, extractor: str, video: VideoEvents) -> Stream:
+        from densevid.features.cache import load_features
+
+        key = (extractor, video.video_id)
+        if self._cache is not None and key in self._cache:
+            return self._cache[key]
+        array, meta = load_features(self.root, extractor, video.video_id)
+        stream = Stream(
+            np.asarray(array, dtype=np.float32),
+            row_times(meta, array.shape[0], float(video.duration)),
+        )
+        if self._cache is not None:
+            self._cache[key] = stream
+        return stream
+
+    def _speech(self, video: VideoEvents) -> list[dict[str, Any]]:
+        from densevid.features.cache import load_speech
+
+        key = (self.config.speech_features, video.video_id)
+        if self._cache is not None and key in self._cache:
+            return self._cache[key]
+        speech = load_speech(self.root, self.config.speech_features, video.video_id)
+        if self._cache is not None:
+            self._cache[key] = speech
+        return speech
+
+    def window(self, index: int) -> tuple[float, float]:
+        """The [start, end] seconds this item shows: the whole video unless cropping."""
+        duration = float(self.videos[index].duration)
+        if not self.crop:
+            return 0.0, duration
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        length = duration * rng.uniform(self.crop_min_fraction, 1.0)
+        start = rng.uniform(0.0, duration - length)
+        return float(start), float(start + length)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        video = self.videos[index]
+        cfg = self.config
+        start, end = self.window(index)
+        events = list(video.events)
+        if self.crop:
+            cropped = crop_events(events, start, end)
+            if cropped:
+                events = cropped
+            else:  # nothing survives this window: show the whole video instead
+                start, end = 0.0, float(video.duration)
+        duration = end - start
+        item: dict[str, Any] = {"video_id": video.video_id, "duration": duration}
+        visual = self._stream(cfg.visual_features, video)
+        rows = sample_rows(visual.times, start, end, cfg.n_frames)
+        item["visual"] = visual.array[rows]
+        if cfg.use_audio:
+            audio = self._stream(cfg.audio_features, video)
+            item["audio"] = audio.array[
+                sample_rows(audio.times, start, end, cfg.n_audio_frames)
+            ]
+        if cfg.use_speech:
+            speech = self._speech(video)
+            if self.crop:
+                speech = [
+                    {"start": e.start, "end": e.end, "text": e.text}
+                    for e in crop_events(
+                        [
+                            Event(s["start"], s["end"], s["text"])
+                            for s in speech
+                            if s["end"] >= s["start"]
+                        ],
+                        start,
+                        end,
+                    )
+                ]
+            item["speech_ids"] = self.tt.encode_speech(
+                speech, duration, cfg.max_speech_tokens
+            )
+        item["labels"] = self.tt.encode_events(
+            events, duration, max_length=cfg.max_target_tokens
+        )
+        return item
+
+
+def _pad_stack(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T_i, D) arrays -> ([B, T_max, D] zero-padded, [B, T_max] bool mask)."""
+    width = max(a.shape[0] for a in arrays)
+    dim = arrays[0].shape[1]
+    out = torch.zeros(len(arrays), width, dim)
+    mask = torch.zeros(len(arrays), width, dtype=torch.bool)
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0]] = torch.from_numpy(np.ascontiguousarray(a))
+        mask[i, : a.shape[0]] = True
+    return out, mask
+
+
+def _pad_ids(seqs: Sequence[list[int]], value: int) -> torch.Tensor:
+    width = max(1, max(len(s) for s in seqs))
+    return torch.tensor([s + [value] * (width - len(s)) for s in seqs])
+
+
+def collate(items: Sequence[dict[str, Any]], pad_id: int = 0) -> dict[str, Any]:
+    """Items -> a batch: padded tensors with masks, labels padded with -100."""
+    batch: dict[str, Any] = {
+        "video_ids": [it["video_id"] for it in items],
+        "durations": torch.tensor([it["duration"] for it in items], dtype=torch.float),
+    }
+    batch["visual"], batch["visual_mask"] = _pad_stack([it["visual"] for it in items])
+    if "audio" in items[0]:
+        batch["audio"], batch["audio_mask"] = _pad_stack([it["audio"] for it in items])
+    if "speech_ids" in items[0]:
+        speech = [it["speech_ids"] for it in items]
+        batch["speech_ids"] = _pad_ids(speech, pad_id)
+        batch["speech_mask"] = _pad_ids([[1] * len(s) for s in speech], 0)
+    batch["labels"] = _pad_ids([it["labels"] for it in items], IGNORE_INDEX)
+    return batch
+
+
+def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }
+
+
+def model_inputs(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensors the model's ``encode`` takes (everything but labels/durations)."""
+    skip = {"labels", "durations"}
+    return {
+        k: v for k, v in batch.items() if isinstance(v, torch.Tensor) and k not in skip
+    }

@@ -1,0 +1,314 @@
+"""Training: data sampling, schedule, checkpoints, exact resume after a kill,
+2-process DDP equal to 1 process, and the train/predict commands end to end."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from densevid.cli import main
+from densevid.data import crop_events, sample_rows
+from densevid.events import Event, VideoEvents, load_submission, save_annotations
+from densevid.features.cache import save_features
+from densevid.train import (
+    Dist,
+    TrainConfig,
+    load_config,
+    lr_factor,
+    step_indices,
+    train,
+)
+
+CAPTIONS = ["a red circle appears", "the blue square moves left", "a star grows"]
+DIM, ROWS = 6, 12
+
+
+def make_corpus(root: Path, n_videos: int = 8, seed: int = 0) -> Path:
+    """Tiny features whose channel k lights up while caption k's event runs."""
+    rng = np.random.default_rng(seed)
+    videos = []
+    for i in range(n_videos):
+        duration = float(rng.uniform(8, 20))
+        k = i % 3
+        s = float(rng.uniform(0, duration / 2))
+        e = float(rng.uniform(s + 1, duration))
+        times = (np.arange(ROWS) + 0.5) * duration / ROWS
+        x = rng.normal(0, 0.1, (ROWS, DIM)).astype(np.float32)
+        x[(times >= s) & (times <= e), k] += 1.0
+        save_features(
+            root / "features",
+            "pixels",
+            f"v{i}",
+            x,
+            {"fps": ROWS / duration, "duration": duration, "timestamps": times},
+        )
+        videos.append(VideoEvents(f"v{i}", (Event(s, e, CAPTIONS[k]),), duration))
+    save_annotations(videos, root / "train.json")
+    save_annotations(videos[:4], root / "val.json")
+    return root
+
+
+TINY_MODEL = {
+    "d_model": 32,
+    "d_ff": 64,
+    "d_kv": 8,
+    "n_heads": 4,
+    "n_layers": 1,
+    "n_decoder_layers": 1,
+    "n_time_tokens": 20,
+    "n_frames": 8,
+    "n_temporal_layers": 1,
+    "n_temporal_heads": 4,
+    "dropout": 0.0,
+    "max_target_tokens": 32,
+}
+
+
+def tiny_config(root: Path, out: str, **kw) -> TrainConfig:
+    base = dict(
+        train_annotations=str(root / "train.json"),
+        val_annotations=[str(root / "val.json")],
+        features=str(root / "features"),
+        output_dir=str(root / out),
+        model=dict(TINY_MODEL),
+        vocab_size=100,
+        max_steps=6,
+        batch_size=2,
+        lr=3e-3,
+        warmup_steps=2,
+        eval_every=0,
+        save_every=2,
+        log_every=0,
+        val_metrics=[],
+        best_metric="log_likelihood",
+        val_batch_size=4,
+        seed=1,
+        device="cpu",
+    )
+    base.update(kw)
+    return TrainConfig.from_dict(base)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def test_sample_rows_uniform_and_padded():
+    times = (np.arange(10) + 0.5) * 1.0
+    assert sample_rows(times, 0, 10, 5).tolist() == [1, 3, 5, 7, 9]
+    assert sample_rows(times, 0, 10, 20).tolist() == list(range(10))  # caller pads
+    assert sample_rows(times, 2.0, 4.0, 5).tolist() == [2, 3]
+    assert sample_rows(times, 20, 30, 5).tolist() == [9]  # never empty
+
+
+def test_crop_keeps_mostly_inside_events_shifted():
+    events = [Event(0, 4, "a"), Event(5, 6, "b"), Event(9, 20, "c")]
+    kept = crop_events(events, 2.0, 10.0)
+    # a: 2 of 4 s inside (kept, clipped); b inside; c: 1 of 11 s (dropped)
+    assert [(e.start, e.end, e.text) for e in kept] == [(0, 2, "a"), (3, 4, "b")]
+
+
+def test_lr_schedule_warmup_then_cosine():
+    assert lr_factor(0, 10, 110, 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 10, 110, 0.1) == pytest.approx(1.0)
+    assert lr_factor(60, 10, 110, 0.1) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(110, 10, 110, 0.1) == pytest.approx(0.1)
+
+
+def test_step_indices_split_one_permutation_across_ranks_and_micro_batches(corpus):
+    one = tiny_config(corpus, "x", grad_accum=2)
+    two = tiny_config(corpus, "x", grad_accum=1)
+    for step in range(5):
+        single = step_indices(8, step, one, Dist())
+        ranks = [step_indices(8, step, two, Dist(r, 2)) for r in range(2)]
+        assert single == [ranks[0][0], ranks[1][0]]
+    epoch0 = sum((step_indices(8, s, one, Dist())[0] for s in range(2)), [])
+    epoch0 += sum((step_indices(8, s, one, Dist())[1] for s in range(2)), [])
+    assert sorted(epoch0) == list(range(8))
+
+
+def test_config_overrides_and_errors(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train_annotations: a.json\nfeatures: f\nmodel:\n  d_model: 64\n")
+    cfg = load_config(
+        path, ["model.n_frames=50", "lr=3e-4", "val_annotations=[x.json]"]
+    )
+    assert cfg.model.d_model == 64 and cfg.model.n_frames == 50
+    assert cfg.lr == 3e-4 and cfg.val_annotations == ["x.json"]
+    from densevid.errors import DensevidError
+
+    with pytest.raises(DensevidError, match="unknown keys"):
+        load_config(path, ["max_step=3"])
+    with pytest.raises(DensevidError, match="batch_size"):
+        load_config(path, ["batch_size=0"]).verify()
+
+
+def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(ckpt / "model.safetensors"))
+
+
+def test_training_lowers_loss_and_writes_checkpoints(corpus):
+    losses = []
+    cfg = tiny_config(corpus, "run", max_steps=30, save_every=10, eval_every=15)
+    summary = train(cfg, on_step=lambda s, m: losses.append(m["loss"]))
+    out = Path(cfg.output_dir)
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    for name in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "training_state.json",
+        "training_state.safetensors",
+    ]:
+        assert (out / "last" / name).is_file(), name
+    assert (out / "best" / "model.safetensors").is_file()
+    state = json.loads((out / "last" / "training_state.json").read_text())
+    assert state["step"] == 30 and state["best_metric"] == "log_likelihood"
+    # the likelihood is reported and is a log-probability
+    val = summary["val"]
+    assert val["log_likelihood"] < 0
+    assert val["perplexity"] == pytest.approx(math.exp(-val["log_likelihood"]))
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "val" in r] == [15, 30]
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+from densevid.train import TrainConfig, train
+cfg = TrainConfig.from_dict(__import__("json").loads(sys.argv[1]))
+def on_step(step, metrics):
+    if step == int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+train(cfg, on_step=on_step)
+"""
+
+
+def test_resume_after_kill_continues_the_same_run(corpus):
+    """Kill a run between checkpoints, resume it, and compare with an unbroken run."""
+    kw = dict(max_steps=8, save_every=3, model={**TINY_MODEL, "dropout": 0.1})
+    full = tiny_config(corpus, "full", **kw)
+    train(full)
+    broken = tiny_config(corpus, "broken", **kw)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, json.dumps(broken.to_dict()), "5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    state = json.loads(
+        (Path(broken.output_dir) / "last/training_state.json").read_text()
+    )
+    assert state["step"] == 3  # steps 4-5 were lost with the process
+    summary = train(tiny_config(corpus, "broken", **kw))
+    assert summary["resumed_from"] == 3
+    a = _weights(Path(full.output_dir) / "last")
+    b = _weights(Path(broken.output_dir) / "last")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_two_processes_match_one(corpus, tmp_path):
+    """torchrun with 2 gloo processes x 1 micro-batch == 1 process x 2 micro-batches."""
+    kw = dict(max_steps=4, save_every=0, val_annotations=[])
+    one = tiny_config(corpus, "one", grad_accum=2, **kw)
+    train(one)
+    two = tiny_config(corpus, "two", grad_accum=1, **kw)
+    config = tmp_path / "two.yaml"
+    config.write_text(json.dumps(two.to_dict()))  # JSON is YAML
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "densevid",
+            "-q",
+            "train",
+            "--config",
+            str(config),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = _weights(Path(one.output_dir) / "last")
+    b = _weights(Path(two.output_dir) / "last")
+    d = TINY_MODEL["d_model"]
+    for key in a:
+        x, y = a[key], b[key]
+        if key.endswith("in_proj_bias"):
+            # the key bias cancels in the softmax: its true gradient is 0, so Adam
+            # turns float noise into full-size steps; q and v biases must match
+            x, y = torch.cat([x[:d], x[2 * d :]]), torch.cat([y[:d], y[2 * d :]])
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_train_and_predict_commands(corpus, tmp_path, capsys):
+    cfg = tiny_config(corpus, "cli", max_steps=4)
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps(cfg.to_dict()))
+    assert main(["-q", "train", "--config", str(config), "--set", "max_steps=5"]) == 0
+    assert (
+        json.loads((Path(cfg.output_dir) / "last/training_state.json").read_text())[
+            "step"
+        ]
+        == 5
+    )
+    preds = tmp_path / "preds.json"
+    code = main(
+        [
+            "-q",
+            "predict",
+            str(Path(cfg.output_dir) / "best"),
+            "--features",
+            str(corpus / "features"),
+            "--annotations",
+            str(corpus / "val.json"),
+            "-o",
+            str(preds),
+            "--method",
+            "greedy",
+            "--max-length",
+            "16",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "perplexity" in out and "4 videos" in out
+    assert set(load_submission(preds)) == {"v0", "v1", "v2", "v3"}
+    # bad input is one line, not a traceback
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path),
+                "--features",
+                "f",
+                "--annotations",
+                str(corpus / "val.json"),
+                "-o",
+                str(preds),
+            ]
+        )
+        == 2
+    )
+    assert "not a checkpoint" in capsys.readouterr().err
