@@ -1,0 +1,151 @@
+"""Feature extraction speed on this machine: which stage bounds `densevid extract`?
+
+Measures, on the synthetic benchmark's small preset (generated into a temporary
+directory unless --videos is given):
+
+- decoding: frames/s of ``read_frames`` at the pixels settings (8 fps, 64 px) and
+  at the clip settings (1 fps, 224 px shorter side), audio decoding;
+- features alone on the decoded frames: ``pixels`` frames/s, CLIP frames/s for a
+  ViT-B/32-sized model with random weights (the speed does not depend on the
+  weights), logmel seconds of audio per second;
+- the whole run: ``extract_features`` videos/s for pixels, pixels+logmel+subtitles,
+  and clip (the random ViT-B/32 saved to a local directory).
+
+Usage:  .venv/bin/python bench/bench_extract.py [--videos DIR] [--n-videos 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def timed(fn, *args, **kw):
+    t = time.perf_counter()
+    out = fn(*args, **kw)
+    return out, time.perf_counter() - t
+
+
+def make_corpus(root: Path, n: int) -> Path:
+    from densevid.synth import generate
+
+    generate(root, n, preset="small", seed=1234)
+    return root / "videos"
+
+
+def random_clip_b32(path: Path) -> Path:
+    """A ViT-B/32-sized CLIP vision tower with random weights, saved locally."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    cfg = CLIPVisionConfig(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        image_size=224,
+        patch_size=32,
+        projection_dim=512,
+    )
+    CLIPVisionModelWithProjection(cfg).save_pretrained(path)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--videos", type=Path, help="directory of videos (default: synth)")
+    ap.add_argument("--n-videos", type=int, default=10, help="synthetic videos to make")
+    ap.add_argument("--clip-frames", type=int, default=64, help="frames through CLIP")
+    ap.add_argument("--skip-clip", action="store_true")
+    args = ap.parse_args()
+
+    from densevid import video as vid
+    from densevid.features.clip import embed_frames, load_clip
+    from densevid.features.extract import extract_features, find_videos
+    from densevid.features.logmel import logmel_windows
+    from densevid.features.pixels import PixelsConfig, pixels_features
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_extract_"))
+    videos_dir = args.videos or make_corpus(tmp / "synth", args.n_videos)
+    videos = find_videos([videos_dir])
+    total_s = sum(vid.probe(v).duration for v in videos)
+    print(
+        f"torch threads: {torch.get_num_threads()}; {len(videos)} videos, "
+        f"{total_s:.0f} s of video in {videos_dir}"
+    )
+
+    # --- stages, one at a time ---
+    cfg = PixelsConfig()
+    n_dec = t_dec = t_pix = 0.0
+    n_dec224 = t_dec224 = 0.0
+    audio_s = t_audio = t_mel = 0.0
+    frames224 = []
+    for v in videos:
+        (frames, _), dt = timed(
+            vid.read_frames, v, fps=cfg.fps * cfg.substeps, size=(64, 64)
+        )
+        n_dec += len(frames)
+        t_dec += dt
+        t_pix += timed(pixels_features, frames, cfg)[1]
+        (f224, _), dt = timed(vid.read_frames, v, fps=1.0, size=224)
+        n_dec224 += len(f224)
+        t_dec224 += dt
+        frames224.append(f224)
+        try:
+            audio, dt = timed(vid.read_audio, v)
+        except vid.NoAudioError:
+            continue
+        audio_s += len(audio) / 16000
+        t_audio += dt
+        t_mel += timed(logmel_windows, audio)[1]
+
+    rows = [
+        ("decode 64 px @ 8 fps (pixels input)", n_dec / t_dec, "frames/s"),
+        ("pixels features alone", n_dec / t_pix, "frames/s"),
+        ("decode 224 px @ 1 fps (clip input)", n_dec224 / t_dec224, "frames/s"),
+    ]
+    if audio_s:
+        rows += [
+            ("decode audio to 16 kHz", audio_s / t_audio, "s audio/s"),
+            ("logmel alone", audio_s / t_mel, "s audio/s"),
+        ]
+    if not args.skip_clip:
+        clip_dir = random_clip_b32(tmp / "clip_b32")
+        net, pre = load_clip(str(clip_dir), device="cpu")
+        frames = np.concatenate(frames224)
+        reps = int(np.ceil(args.clip_frames / len(frames)))
+        frames = np.concatenate([frames] * reps)[: args.clip_frames]
+        embed_frames(net, frames[:8], pre)  # warm-up
+        _, dt = timed(embed_frames, net, frames, pre, batch_size=32)
+        rows.append(("clip ViT-B/32 (random) alone, CPU", len(frames) / dt, "frames/s"))
+    for name, value, unit in rows:
+        print(f"{name:42} {value:10.1f} {unit}")
+
+    # --- whole runs ---
+    runs = [("pixels", {}), ("pixels,logmel,subtitles", {})]
+    if not args.skip_clip:
+        runs.append(("clip", {"clip": {"model": str(clip_dir), "device": "cpu"}}))
+    for feats, opts in runs:
+        rep = extract_features(
+            [videos_dir],
+            tmp / "feats",
+            feats,
+            options=opts,
+            overwrite=True,
+            verbose=False,
+        )
+        print(
+            f"extract --features {feats:26} {len(videos) / rep.seconds:7.2f} videos/s "
+            f"({total_s / rep.seconds:6.1f}x real time, {len(rep.failed)} failed)"
+        )
+    share = t_dec / (t_dec + t_pix)
+    print(f"pixels: decoding is {100 * share:.0f}% of decode + features time")
+
+
+if __name__ == "__main__":
+    main()
