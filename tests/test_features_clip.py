@@ -115,3 +115,16 @@ def test_missing_model_is_one_clear_error(tmp_path):
         ClipExtractor(model=str(tmp_path / "nope"), device="cpu").load()
     with pytest.raises(DensevidError, match="has no option"):
         ClipExtractor(modle="x")
+
+
+@pytest.mark.cuda
+def test_fp16_on_gpu_matches_fp32(tiny_clip):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    frames = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    cpu, pre = load_clip(str(tiny_clip), device="cpu")
+    gpu, _ = load_clip(str(tiny_clip), device="cuda", fp16=True)
+    assert next(gpu.parameters()).dtype == torch.float16
+    np.testing.assert_allclose(
+        embed_frames(gpu, frames, pre), embed_frames(cpu, frames, pre), atol=5e-3
+    )

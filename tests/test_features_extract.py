@@ -278,3 +278,26 @@ def test_killed_run_resumes_without_redoing_or_corrupting(tmp_path):
     )
     meta = json.loads((out / "slowpix" / "v0.json").read_text())
     assert meta["extractor"] == "slowpix"
+
+
+def test_synthetic_benchmark_videos(tmp_path):
+    synth = pytest.importorskip("densevid.synth")
+    synth.generate(tmp_path / "synth", 2, preset="small", seed=7)
+    videos = tmp_path / "synth" / "videos"
+    out = tmp_path / "feats"
+    rep = extract_features([videos], out, "pixels,logmel,subtitles", verbose=False)
+    assert rep.failed == [] and len(rep.done) == 6
+    import webvtt
+
+    from densevid.video import probe
+
+    for mp4 in sorted(videos.glob("*.mp4")):
+        duration = probe(mp4).duration
+        arr, meta = load_features(out, "pixels", mp4.stem)
+        assert arr.shape[0] == int(np.ceil(duration * 2 - 1e-6))
+        assert np.isfinite(arr).all() and arr[:, :768].max() > 0.2
+        mel, _ = load_features(out, "logmel", mp4.stem)
+        assert mel.shape[0] == int(np.ceil(duration / 0.96 - 1e-9))
+        # the narration is unpunctuated, one sentence per cue
+        cues = [c.text for c in webvtt.read(str(mp4.with_suffix(".vtt")))]
+        assert [s["text"] for s in load_speech(out, "subtitles", mp4.stem)] == cues

@@ -103,3 +103,14 @@ def test_substeps_average_the_centred_pairs():
     expected = per_pair[3:7, m["start"] : m["stop"]].mean(0)
     np.testing.assert_allclose(rows[1, m["start"] : m["stop"]], expected, atol=1e-6)
     np.testing.assert_allclose(rows[1, : m["start"]], per_pair[4, : m["start"]])
+
+
+def test_chunked_processing_equals_whole(monkeypatch):
+    from densevid.features import pixels
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (203, 32, 32, 3), dtype=np.uint8)
+    cfg = PixelsConfig(substeps=4)
+    whole = pixels_features(frames, cfg)
+    monkeypatch.setattr(pixels, "CHUNK_FRAMES", 50)
+    np.testing.assert_array_equal(pixels_features(frames, cfg), whole)

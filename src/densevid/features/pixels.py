@@ -40,6 +40,7 @@ SUBSTEPS = 4  # decoded frames per row, for motion
 N_ORIENTATIONS = 4
 LK_EPS = 1e-4  # Tikhonov term of the per-cell 2x2 Lucas-Kanade system
 MAX_FLOW = 4.0  # |flow| clip, px of the motion image per step
+CHUNK_FRAMES = 512  # decoded frames converted to float at a time
 # ITU-R BT.601 luma weights.
 LUMA = (0.299, 0.587, 0.114)
 
@@ -164,15 +165,25 @@ def pixels_features(
         config: the block sizes and the number of decoded frames per row.
     """
     cfg = config or PixelsConfig()
-    x = _to_float(frames)  # (N, 3, H, W)
-    n, k = x.shape[0], cfg.substeps
+    n, k = len(frames), cfg.substeps
     if n == 0:
         return np.zeros((0, cfg.dim), np.float32)
-    big = F.adaptive_avg_pool2d(x, cfg.edge_side)  # (N, 3, 4s, 4s)
     rows = torch.arange(0, n, k)  # the decoded frame shown at each row's time
-    rgb = F.adaptive_avg_pool2d(big[rows], cfg.size).permute(0, 2, 3, 1)
-    edges = edge_orientations(_gray(big[rows]), cfg.grid)
-    pairs = motion_cells(_gray(F.adaptive_avg_pool2d(big, cfg.motion_side)), cfg.grid)
+    # Chunks of frames (overlapping by one for the pair across the seam) keep the
+    # float copies small however long the video is.
+    appearance, pair_chunks = [], []
+    for c0 in range(0, n, CHUNK_FRAMES):
+        a = max(0, c0 - 1)
+        big = F.adaptive_avg_pool2d(
+            _to_float(frames[a : c0 + CHUNK_FRAMES]), cfg.edge_side
+        )  # (C, 3, 4s, 4s)
+        sel = rows[(rows >= c0) & (rows < c0 + CHUNK_FRAMES)] - a
+        rgb = F.adaptive_avg_pool2d(big[sel], cfg.size).permute(0, 2, 3, 1)
+        edges = edge_orientations(_gray(big[sel]), cfg.grid)
+        appearance.append(torch.cat([rgb.flatten(1), edges.flatten(1)], 1))
+        small = _gray(F.adaptive_avg_pool2d(big, cfg.motion_side))
+        pair_chunks.append(motion_cells(small, cfg.grid))
+    pairs = torch.cat(pair_chunks)  # (N - 1, grid, grid, 3): pair (j-1, j) at j-1
     # Row i (decoded frame j0 = i k) averages the k pairs (j-1, j) with j from
     # j0 - (k-1)//2 on: centred on j0 (the backward difference when k == 1).
     motion = torch.zeros(len(rows), cfg.grid, cfg.grid, 3)
@@ -181,7 +192,7 @@ def pixels_features(
         hi = min(n - 1, j0 - (k - 1) // 2 + k - 1)
         if hi >= lo:
             motion[r] = pairs[lo - 1 : hi].mean(0)
-    out = torch.cat([b.reshape(len(rows), -1) for b in (rgb, edges, motion)], 1)
+    out = torch.cat([torch.cat(appearance), motion.flatten(1)], 1)
     assert out.shape[1] == cfg.dim
     return out.numpy().astype(np.float32)
 
