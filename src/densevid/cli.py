@@ -140,7 +140,6 @@ def add_extract(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--option",
         action="append",
-        default=[],
         metavar="EXTRACTOR.KEY=VALUE",
         help="any extractor option, e.g. logmel.n_time_bins=96 (repeatable)",
     )
@@ -166,7 +165,7 @@ def _extract_options(args: argparse.Namespace) -> dict[str, dict]:
     put("asr", "model", args.asr_model)
     put("asr", "language", args.language)
     put("subtitles", "language", args.language)
-    for item in args.option:
+    for item in args.option or []:
         key, eq, raw = item.partition("=")
         ext, dot, name = key.partition(".")
         if not (eq and dot and ext and name):

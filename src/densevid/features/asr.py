@@ -151,15 +151,16 @@ class AsrExtractor(Extractor):
                 self._engine = ps.Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
             elif cfg.engine == "whisper":
                 whisper = require("whisper", "openai-whisper", "asr engine 'whisper'")
+                dev = None if cfg.device == "auto" else cfg.device
                 self._engine = _load_engine(
-                    lambda: whisper.load_model(cfg.model or "base"), cfg
+                    lambda: whisper.load_model(cfg.model or "base", device=dev), cfg
                 )
             else:
                 fw = require(
                     "faster_whisper", "faster-whisper", "asr engine 'faster-whisper'"
                 )
                 self._engine = _load_engine(
-                    lambda: fw.WhisperModel(cfg.model or "base"), cfg
+                    lambda: fw.WhisperModel(cfg.model or "base", device=cfg.device), cfg
                 )
         return self._engine
 
