@@ -41,6 +41,7 @@ N_ORIENTATIONS = 4
 LK_EPS = 1e-4  # Tikhonov term of the per-cell 2x2 Lucas-Kanade system
 MAX_FLOW = 4.0  # |flow| clip, px of the motion image per step
 CHUNK_FRAMES = 512  # decoded frames converted to float at a time
+TAN_22_5 = 0.41421356  # tan(22.5 degrees): half-way between orientation bins
 # ITU-R BT.601 luma weights.
 LUMA = (0.299, 0.587, 0.114)
 
@@ -114,6 +115,16 @@ def _gradients(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return d[:, :1], d[:, 1:]
 
 
+def _cell_mean(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, grid, grid) means over equal cells (area resize)."""
+    h, w = x.shape[-2:]
+    if (h, w) == (grid, grid):
+        return x
+    if h % grid == 0 and w % grid == 0:
+        return F.avg_pool2d(x, (h // grid, w // grid))  # much faster than adaptive
+    return F.adaptive_avg_pool2d(x, grid)
+
+
 def edge_orientations(gray: torch.Tensor, grid: int) -> torch.Tensor:
     """(N, 1, H, W) -> (N, grid, grid, 4): mean gradient magnitude per orientation.
 
@@ -121,12 +132,17 @@ def edge_orientations(gray: torch.Tensor, grid: int) -> torch.Tensor:
     nearest of 0, 45, 90, 135 degrees: a vertical edge has a 0-degree gradient.
     """
     gx, gy = _gradients(gray)
-    mag = torch.sqrt(gx**2 + gy**2)
-    theta = torch.atan2(gy, gx) % torch.pi  # [0, pi)
-    bins = torch.round(theta / (torch.pi / N_ORIENTATIONS)).long() % N_ORIENTATIONS
-    onehot = F.one_hot(bins[:, 0], N_ORIENTATIONS).permute(0, 3, 1, 2).float()
-    per_bin = onehot * mag  # (N, 4, H, W)
-    cells = F.adaptive_avg_pool2d(per_bin, grid)  # (N, 4, grid, grid)
+    mag = torch.sqrt(gx * gx + gy * gy)
+    # Nearest of 0/45/90/135 degrees without atan2 (the costly part): within
+    # 22.5 degrees of horizontal or vertical by |g| ratios, else a diagonal by sign.
+    ax, ay = gx.abs(), gy.abs()
+    horizontal = ay <= TAN_22_5 * ax
+    vertical = ax < TAN_22_5 * ay
+    diagonal = ~(horizontal | vertical)
+    rising = diagonal & (gx * gy > 0)
+    masks = (horizontal, rising, vertical, diagonal & ~rising)
+    per_bin = torch.cat([mag * m for m in masks], 1)  # (N, 4, H, W)
+    cells = _cell_mean(per_bin, grid)  # (N, 4, grid, grid)
     return cells.permute(0, 2, 3, 1)
 
 
@@ -145,7 +161,7 @@ def motion_cells(gray: torch.Tensor, grid: int) -> torch.Tensor:
     ix = (gx[1:] + gx[:-1]) / 2
     iy = (gy[1:] + gy[:-1]) / 2
     prods = torch.cat([ix * ix, ix * iy, iy * iy, ix * it, iy * it, it.abs()], 1)
-    s = F.adaptive_avg_pool2d(prods, grid)  # (P, 6, grid, grid), means over cells
+    s = _cell_mean(prods, grid)  # (P, 6, grid, grid), means over cells
     sxx, sxy, syy, sxt, syt, energy = s.unbind(1)
     sxx, syy = sxx + LK_EPS, syy + LK_EPS
     det = sxx * syy - sxy * sxy
@@ -174,14 +190,14 @@ def pixels_features(
     appearance, pair_chunks = [], []
     for c0 in range(0, n, CHUNK_FRAMES):
         a = max(0, c0 - 1)
-        big = F.adaptive_avg_pool2d(
+        big = _cell_mean(
             _to_float(frames[a : c0 + CHUNK_FRAMES]), cfg.edge_side
         )  # (C, 3, 4s, 4s)
         sel = rows[(rows >= c0) & (rows < c0 + CHUNK_FRAMES)] - a
-        rgb = F.adaptive_avg_pool2d(big[sel], cfg.size).permute(0, 2, 3, 1)
+        rgb = _cell_mean(big[sel], cfg.size).permute(0, 2, 3, 1)
         edges = edge_orientations(_gray(big[sel]), cfg.grid)
         appearance.append(torch.cat([rgb.flatten(1), edges.flatten(1)], 1))
-        small = _gray(F.adaptive_avg_pool2d(big, cfg.motion_side))
+        small = _gray(_cell_mean(big, cfg.motion_side))
         pair_chunks.append(motion_cells(small, cfg.grid))
     pairs = torch.cat(pair_chunks)  # (N - 1, grid, grid, 3): pair (j-1, j) at j-1
     # Row i (decoded frame j0 = i k) averages the k pairs (j-1, j) with j from
