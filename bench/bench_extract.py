@@ -31,6 +31,16 @@ def timed(fn, *args, **kw):
     return out, time.perf_counter() - t
 
 
+def matmul_gflops() -> float:
+    """float32 matmul speed now: a baseline to compare runs taken under load."""
+    a = torch.randn(1024, 1024)
+    a @ a
+    t = time.perf_counter()
+    for _ in range(10):
+        a @ a
+    return 10 * 2 * 1024**3 / (time.perf_counter() - t) / 1e9
+
+
 def make_corpus(root: Path, n: int) -> Path:
     from densevid.synth import generate
 
@@ -145,6 +155,7 @@ def main() -> None:
         )
     share = t_dec / (t_dec + t_pix)
     print(f"pixels: decoding is {100 * share:.0f}% of decode + features time")
+    print(f"matmul baseline at the end: {matmul_gflops():.0f} GFLOP/s")
 
 
 if __name__ == "__main__":
