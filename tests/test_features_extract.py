@@ -301,3 +301,35 @@ def test_synthetic_benchmark_videos(tmp_path):
         # the narration is unpunctuated, one sentence per cue
         cues = [c.text for c in webvtt.read(str(mp4.with_suffix(".vtt")))]
         assert [s["text"] for s in load_speech(out, "subtitles", mp4.stem)] == cues
+
+
+def test_clip_extractor_through_the_run(corpus, tmp_path):
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from densevid.features.clip import embed_frames, load_clip
+    from densevid.video import read_frames
+
+    torch.manual_seed(0)
+    cfg = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=16,
+    )
+    model_dir = tmp_path / "clip"
+    CLIPVisionModelWithProjection(cfg).save_pretrained(model_dir)
+    opts = {"clip": {"model": str(model_dir), "fps": 2.0, "device": "cpu"}}
+    rep = extract_features([corpus / "red.mp4"], tmp_path, "clip", options=opts)
+    assert rep.done == [("red", "clip")]
+    arr, meta = load_features(tmp_path, "clip", "red")
+    assert arr.dtype == np.float16 and arr.shape == (4, 16)
+    assert meta["weights"] == str(model_dir) and meta["preprocess"]["crop"] == 32
+    np.testing.assert_allclose(np.linalg.norm(arr.astype(np.float32), axis=1), 1, 1e-3)
+    net, pre = load_clip(str(model_dir), device="cpu")
+    frames, times = read_frames(corpus / "red.mp4", fps=2.0, size=32)
+    np.testing.assert_allclose(meta["timestamps"], times)
+    np.testing.assert_allclose(arr, embed_frames(net, frames, pre), atol=2e-3)
