@@ -171,6 +171,26 @@ def test_sparse_equals_dense_on_long_gop(long_gop):
     ]
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_key_frame_mode(tmp_path, suffix):
+    path = write_video(tmp_path / f"k{suffix}", n=300, gop=40)
+    # reference: PyAV's own key-frame flags over a plain full decode
+    with av.open(str(path)) as c:
+        keys = np.array([f.time for f in c.decode(video=0) if f.key_frame])
+    assert len(keys) >= 7
+    for kwargs in ({"n_frames": 12}, {"fps": 0.5}):
+        frames, times = read_frames(path, exact=False, **kwargs)
+        if "fps" in kwargs:
+            targets = np.arange(15) / 0.5
+        else:
+            targets = (np.arange(12) + 0.5) * 30.0 / 12
+        expected = keys[np.searchsorted(keys, targets + 1e-9, side="right") - 1]
+        np.testing.assert_allclose(times, expected, atol=1e-6)
+        assert [read_index(f) for f in frames] == [round(t * 10) for t in expected]
+    frames, times = read_frames(path, exact=False)
+    np.testing.assert_allclose(times, keys, atol=1e-6)
+
+
 def test_resize_keeps_aspect_and_crop(tmp_path):
     def halves(i, w, h):  # red left half, blue right half
         img = np.zeros((h, w, 3), np.uint8)

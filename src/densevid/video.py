@@ -39,6 +39,10 @@ DEFAULT_GOP_S = 2.0
 TRUNCATION_TOLERANCE_S = 1.0
 # Frame times within this of a target count as "at" the target (s).
 TIME_EPS_S = 1e-6
+# Skip non-reference frames until this close to a target (s); see _Cursor.
+NONREF_MARGIN_S = 1.0
+# Index times are decode times; display times of key frames can be later by this (s).
+INDEX_SLACK_S = 0.25
 # Re-seek tries, each starting earlier, when a seek lands after the wanted frame.
 MAX_SEEK_RETRIES = 4
 INTERPOLATION = "AREA"  # swscale filter: area averaging avoids aliasing when shrinking
@@ -94,6 +98,7 @@ def read_frames(
     n_frames: int | None = None,
     size: int | tuple[int, int] | None = None,
     crop: bool = False,
+    exact: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decodes frames as RGB arrays, sampled in time and resized on the way.
 
@@ -106,6 +111,10 @@ def read_frames(
         size: an int makes the shorter side this long, keeping the aspect ratio;
             ``(width, height)`` resizes to exactly that; None keeps the size.
         crop: with an int ``size``, centre-crop to a ``size`` x ``size`` square.
+        exact: True: the frame on screen at each target time. False: the key frame
+            at or before it (``times`` say which), decoding key frames only: many
+            times faster for a few frames from a long video with long key-frame
+            intervals, where exact sampling must decode from each key frame on.
 
     Returns:
         frames: (N, H, W, 3) uint8 RGB, as displayed (rotation applied).
@@ -134,7 +143,9 @@ def read_frames(
         out_w, out_h, crop_to = _output_geometry(info, size, crop)
         convert = _Converter(info.rotation, out_w, out_h, crop_to)
         if fps is None and n_frames is None:
-            frames, times, complete = _decode_all(container, stream, info, convert)
+            frames, times, complete = _decode_all(
+                container, stream, info, convert, exact
+            )
         else:
             if n_frames is not None:
                 targets = (np.arange(n_frames) + 0.5) * info.duration / n_frames
@@ -142,7 +153,7 @@ def read_frames(
                 n = max(1, math.ceil(info.duration * fps - TIME_EPS_S))
                 targets = np.arange(n) / fps
             frames, times, complete = _decode_at(
-                container, stream, info, targets, convert
+                container, stream, info, targets, convert, exact
             )
         if not frames:
             raise VideoDecodeError(f"{path}: no decodable video frames")
@@ -341,8 +352,11 @@ def _decode_all(
     stream: av.video.stream.VideoStream,
     info: VideoInfo,
     convert: _Converter,
+    exact: bool = True,
 ) -> tuple[list[np.ndarray], list[float], bool]:
     start = _stream_start(stream)
+    if not exact:
+        stream.codec_context.skip_frame = "NONKEY"
     frames, times = [], []
     damage: list[str] = []
     for frame in _frames(container, stream, damage):
@@ -350,8 +364,9 @@ def _decode_all(
         times.append(_frame_time(frame, start))
     last = times[-1] if times else 0.0
     period = 1.0 / info.fps if info.fps else 0.0
-    complete = not damage and last + period >= info.duration - max(
-        TRUNCATION_TOLERANCE_S, 3 * period
+    complete = not damage and (
+        not exact  # key frames only: the last one may be long before the end
+        or last + period >= info.duration - max(TRUNCATION_TOLERANCE_S, 3 * period)
     )
     return frames, times, complete
 
@@ -378,10 +393,20 @@ def _keyframe_times(
 class _Cursor:
     """A decoding position that can seek to a key frame or move forward."""
 
-    def __init__(self, container, stream, start: float):
+    def __init__(
+        self, container, stream, start: float, *, exact: bool, fps: float
+    ) -> None:
         self.container = container
         self.stream = stream
         self.start = start
+        self.exact = exact
+        # Frames still in the decoder when the skip mode changes (frame threads and
+        # B-frame reordering) come out under the old mode: stay this far ahead (s).
+        threads = stream.codec_context.thread_count or os.cpu_count() or 1
+        self.margin = max(NONREF_MARGIN_S, (threads + 4) / fps if fps else math.inf)
+        self.skip = ""
+        self._set_skip("DEFAULT" if exact else "NONKEY")
+        self.landing = -math.inf  # where the last seek should land (index), s
         self.it: Iterator[av.VideoFrame] | None = None
         self.prev: av.VideoFrame | None = None  # last frame at or before the target
         self.prev_time = -math.inf
@@ -403,8 +428,9 @@ class _Cursor:
             self.n_decoded += 1
         return f
 
-    def restart(self, at: float) -> None:
+    def restart(self, at: float, landing: float = -math.inf) -> None:
         self.n_seeks += 1
+        self.landing = landing
         tb = float(self.stream.time_base)
         offset = int(math.floor((max(at, 0.0) + self.start) / tb))
         self.container.seek(offset, backward=True, stream=self.stream)
@@ -413,18 +439,34 @@ class _Cursor:
         self.exhausted = False
 
     def from_beginning(self) -> None:
+        self.landing = 0.0
         self.container.seek(0)
         self.it = _frames(self.container, self.stream, self.damage)
         self.prev, self.prev_time, self.pending = None, -math.inf, None
         self.exhausted = False
 
+    def _set_skip(self, mode: str) -> None:
+        if mode != self.skip:
+            self.stream.codec_context.skip_frame = mode
+            self.skip = mode
+
     def advance(self, t: float) -> av.VideoFrame | None:
-        """The frame shown at time t: the last one starting at or before t."""
+        """The frame shown at time t: the last one starting at or before t.
+
+        Exact mode skips decoding frames no other frame refers to while still well
+        before t (they cannot be the answer), which halves the work on typical
+        H.264; key-frame mode (not exact) decodes key frames only.
+        """
+        if self.exact:
+            here = self.prev_time if self.prev is not None else self.landing
+            self._set_skip("NONREF" if here < t - self.margin else "DEFAULT")
         while True:
             f = self._next()
             if f is None:
                 break
             ft = _frame_time(f, self.start)
+            if self.exact and self.skip == "NONREF" and ft >= t - self.margin:
+                self._set_skip("DEFAULT")
             if ft <= t + TIME_EPS_S:
                 self.prev, self.prev_time = f, ft
             else:
@@ -432,12 +474,14 @@ class _Cursor:
                 break
         return self.prev if self.prev is not None else self.pending
 
-    def seek_to(self, t: float) -> av.VideoFrame | None:
+    def seek_to(self, t: float, keys: np.ndarray) -> av.VideoFrame | None:
         """Seeks before t and decodes forward to it, seeking earlier if the
         demuxer landed on a key frame after t (B-frame reordering, loose indexes)."""
         back = 0.0
         for _ in range(MAX_SEEK_RETRIES):
-            self.restart(t - back)
+            # the index gives decode times, a few frames before display times
+            landing = _key_before(keys, t - back) + INDEX_SLACK_S if len(keys) else t
+            self.restart(t - back, landing)
             frame = self.advance(t)
             if self.prev is not None or t - back <= 0:
                 return frame
@@ -452,11 +496,12 @@ def _decode_at(
     info: VideoInfo,
     targets: np.ndarray,
     convert: _Converter,
+    exact: bool = True,
 ) -> tuple[list[np.ndarray], list[float], bool]:
     """The frame shown at each (ascending) target time, seeking where it pays."""
     start = _stream_start(stream)
     keys = _keyframe_times(stream, start, info.duration)
-    cursor = _Cursor(container, stream, start)
+    cursor = _Cursor(container, stream, start, exact=exact, fps=info.fps)
     period = 1.0 / info.fps if info.fps else 0.0
     gop = DEFAULT_GOP_S  # learned key-frame spacing, used when there is no index
     last_key = None
@@ -475,7 +520,7 @@ def _decode_at(
         else:
             seek = t - cursor.prev_time > max(SEEK_MIN_GAP_S, gop)
         if seek:
-            frame = cursor.seek_to(t)
+            frame = cursor.seek_to(t, keys)
             if cursor.prev is not None and not len(keys):
                 # where the seek landed bounds the key-frame spacing from below
                 landed = _frame_time(cursor.prev, start)
@@ -495,7 +540,8 @@ def _decode_at(
         ft = _frame_time(frame, start)
         if cursor.exhausted and cursor.pending is None:
             # past the last frame: fine at the end of the video, not in a truncated one
-            ends_early = cursor.prev_time + period < info.duration - max(
+            # (key frames only: the last key frame may be long before the end)
+            ends_early = exact and cursor.prev_time + period < info.duration - max(
                 TRUNCATION_TOLERANCE_S, 3 * period
             )
             if (cursor.damage or ends_early) and t > ft + period + TIME_EPS_S:
