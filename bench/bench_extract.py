@@ -85,8 +85,8 @@ def main() -> None:
     videos = find_videos([videos_dir])
     total_s = sum(vid.probe(v).duration for v in videos)
     print(
-        f"torch threads: {torch.get_num_threads()}; {len(videos)} videos, "
-        f"{total_s:.0f} s of video in {videos_dir}"
+        f"torch threads: {torch.get_num_threads()}, matmul {matmul_gflops():.0f} "
+        f"GFLOP/s; {len(videos)} videos, {total_s:.0f} s of video in {videos_dir}"
     )
 
     # --- stages, one at a time ---
