@@ -12,11 +12,22 @@ from densevid.events import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # torch-heavy entry points load on first use, so `densevid --help` stays fast
+    if name == "load_model":
+        from densevid.model import load_model
+
+        return load_model
+    raise AttributeError(f"module 'densevid' has no attribute {name!r}")
+
+
 __all__ = [
     "DensevidError",
     "Event",
     "VideoEvents",
     "load_annotations",
+    "load_model",
     "load_submission",
     "save_annotations",
     "save_submission",

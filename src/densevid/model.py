@@ -355,7 +355,12 @@ def _build_lm(config: ModelConfig, vocab_size: int) -> nn.Module:
         eos_token_id=1,
         decoder_start_token_id=0,
     )
-    return T5ForConditionalGeneration(lm_config)
+    lm = T5ForConditionalGeneration(lm_config)
+    # transformers initialises an untied T5 head with std 1, which puts initial
+    # logits at std ~sqrt(d_model) (loss ~60 instead of ~log V); scale it to 1/sqrt(d)
+    with torch.no_grad():
+        lm.lm_head.weight.normal_(0.0, config.d_model**-0.5)
+    return lm
 
 
 def build_model(config: ModelConfig, tokenizer: Any) -> DenseVideoModel:
