@@ -11,7 +11,12 @@ directory unless --videos is given):
 - the whole run: ``extract_features`` videos/s for pixels, pixels+logmel+subtitles,
   and clip (the random ViT-B/32 saved to a local directory).
 
+With ``--asr-quality`` it instead makes narrated synthetic videos (espeak-ng speaks
+the narration) and scores the ``asr`` stream against the narration subtitles: word
+error rate, and precision/recall of speech time.
+
 Usage:  .venv/bin/python bench/bench_extract.py [--videos DIR] [--n-videos 10]
+        .venv/bin/python bench/bench_extract.py --asr-quality [--n-videos 6]
 """
 
 from __future__ import annotations
@@ -66,13 +71,70 @@ def random_clip_b32(path: Path) -> Path:
     return path
 
 
+def _norm_words(text: str) -> list[str]:
+    return [w.strip(".,?!'\"").lower() for w in text.split() if w.strip(".,?!'\"")]
+
+
+def word_errors(ref: list[str], hyp: list[str]) -> int:
+    """Levenshtein distance between word lists."""
+    d = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d[:], i
+        for j, h in enumerate(hyp, 1):
+            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (r != h))
+    return d[-1]
+
+
+def asr_quality(tmp: Path, n_videos: int) -> None:
+    """WER and speech-time precision/recall of asr against the narration."""
+    from densevid.features.cache import load_speech, load_speech_meta
+    from densevid.features.extract import extract_features
+    from densevid.synth import generate
+
+    generate(tmp / "narrated", n_videos, preset="small", seed=5, speech=True)
+    feats = tmp / "feats_asr"
+    rep = extract_features(
+        [tmp / "narrated" / "videos"], feats, "asr,subtitles", verbose=False
+    )
+    step = 0.05  # s, time grid for the overlap
+    errors = n_ref = both = ref_t = hyp_t = 0
+    for vid in sorted({v for v, _ in rep.done}):
+        ref = load_speech(feats, "subtitles", vid)
+        hyp = load_speech(feats, "asr", vid)
+        errors += word_errors(
+            _norm_words(" ".join(s["text"] for s in ref)),
+            _norm_words(" ".join(s["text"] for s in hyp)),
+        )
+        n_ref += len(_norm_words(" ".join(s["text"] for s in ref)))
+        n = int(load_speech_meta(feats, "asr", vid)["duration"] / step) + 2
+        masks = []
+        for segs in (ref, hyp):
+            m = np.zeros(n, bool)
+            for s in segs:
+                m[int(s["start"] / step) : int(s["end"] / step) + 1] = True
+            masks.append(m)
+        both += (masks[0] & masks[1]).sum()
+        ref_t += masks[0].sum()
+        hyp_t += masks[1].sum()
+    print(
+        f"asr (pocketsphinx + silero-vad) on {n_videos} narrated synthetic videos: "
+        f"WER {errors / max(n_ref, 1):.2f} over {n_ref} words; speech time "
+        f"precision {both / max(hyp_t, 1):.2f}, recall {both / max(ref_t, 1):.2f} "
+        f"(against the subtitle cues); {rep.seconds:.1f} s"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=Path, help="directory of videos (default: synth)")
     ap.add_argument("--n-videos", type=int, default=10, help="synthetic videos to make")
     ap.add_argument("--clip-frames", type=int, default=64, help="frames through CLIP")
     ap.add_argument("--skip-clip", action="store_true")
+    ap.add_argument("--asr-quality", action="store_true", help="score asr instead")
     args = ap.parse_args()
+    if args.asr_quality:
+        asr_quality(Path(tempfile.mkdtemp(prefix="bench_asr_")), args.n_videos)
+        return
 
     from densevid import video as vid
     from densevid.features.clip import embed_frames, load_clip
