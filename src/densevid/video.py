@@ -137,7 +137,7 @@ def read_frames(
         raise DensevidError("read_frames: crop=True needs an int size (the square)")
     _check_size(size)
 
-    with _open(path) as container:
+    with _open(path, thread_type="AUTO" if exact else "SLICE") as container:
         info = _probe_container(container, str(path))
         stream = container.streams.video[0]
         out_w, out_h, crop_to = _output_geometry(info, size, crop)
@@ -212,7 +212,7 @@ def read_audio(
 
 
 def _open(
-    path: str | os.PathLike, *, need_video: bool = True
+    path: str | os.PathLike, *, need_video: bool = True, thread_type: str = "AUTO"
 ) -> av.container.InputContainer:
     p = Path(path)
     if not p.exists():
@@ -232,7 +232,9 @@ def _open(
         container.close()
         raise VideoDecodeError(f"{p}: has no video stream")
     if container.streams.video:
-        container.streams.video[0].thread_type = "AUTO"  # before the codec opens
+        # before the codec opens: frame threads decode runs of frames fastest; slice
+        # threads return a single frame after a seek sooner
+        container.streams.video[0].thread_type = thread_type
     if not need_video and not (container.streams.video or container.streams.audio):
         container.close()
         raise VideoDecodeError(f"{p}: has no video or audio stream")
@@ -501,6 +503,8 @@ def _decode_at(
     """The frame shown at each (ascending) target time, seeking where it pays."""
     start = _stream_start(stream)
     keys = _keyframe_times(stream, start, info.duration)
+    if not exact and len(keys):
+        return _decode_key_frames(container, stream, info, targets, convert, keys)
     cursor = _Cursor(container, stream, start, exact=exact, fps=info.fps)
     period = 1.0 / info.fps if info.fps else 0.0
     gop = DEFAULT_GOP_S  # learned key-frame spacing, used when there is no index
@@ -555,6 +559,40 @@ def _decode_at(
         cursor.n_decoded,
         cursor.n_seeks,
     )
+    return frames, times, complete
+
+
+def _decode_key_frames(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    info: VideoInfo,
+    targets: np.ndarray,
+    convert: _Converter,
+    keys: np.ndarray,
+) -> tuple[list[np.ndarray], list[float], bool]:
+    """The key frame at or before each target, from the index: one seek and one
+    decoded frame per distinct key frame, nothing else read."""
+    start = _stream_start(stream)
+    cursor = _Cursor(container, stream, start, exact=False, fps=info.fps)
+    cursor._set_skip("DEFAULT")  # the first frame after a seek is the key frame;
+    # skipping non-key frames would only make the decoder read further for it
+    frames, times = [], []
+    complete = True
+    for t in targets:
+        k = _key_before(keys, t)
+        if cursor.prev is None or k > cursor.prev_time + INDEX_SLACK_S:
+            cursor.restart(t)
+            f = cursor._next()
+            if f is not None and _frame_time(f, start) <= t + TIME_EPS_S:
+                cursor.prev, cursor.prev_time = f, _frame_time(f, start)
+            else:  # landed after t, or nothing there: the general path
+                cursor.pending = f
+                if cursor.seek_to(t, keys) is None or cursor.prev is None:
+                    complete = not cursor.damage and f is not None
+                    break
+        frames.append(convert(cursor.prev))
+        times.append(cursor.prev_time)
+    logger.debug("sampled %d key frames, %d seeks", len(frames), cursor.n_seeks)
     return frames, times, complete
 
 
