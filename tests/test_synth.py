@@ -319,3 +319,37 @@ def test_speech_without_espeak_warns(tmp_path, monkeypatch):
         generate(tmp_path / "s", 1, seed=1, preset="small", speech=True)
     assert any("espeak-ng is not installed" in str(w.message) for w in caught)
     assert (tmp_path / "s" / "train.json").exists()
+
+
+def test_trivial_baselines():
+    from densevid.synth.baselines import trivial_baselines
+
+    train = [
+        VideoEvents("t0", (Event(0, 2, "A."), Event(1, 5, "B.")), 10.0),
+        VideoEvents("t1", (Event(0, 4, "A."), Event(2, 3, "C.")), 20.0),
+    ]
+    test = [VideoEvents("x", (Event(1, 2, "B."),), 8.0)]
+    preds = trivial_baselines(train, test, seed=0)
+    assert preds["ground_truth"][0].events == test[0].events
+    assert preds["fixed"][0].events == (Event(0.0, 8.0, "A."),)
+    random = preds["random"][0]
+    assert len(random) == 2  # the mean number of training events
+    fractions = {0.2, 0.4, 0.05}  # lengths / durations of the training events
+    for e in random:
+        assert 0 <= e.start < e.end <= 8.0
+        assert e.text in {"A.", "B.", "C."}
+        assert any(abs(e.length / 8.0 - f) < 0.01 for f in fractions)
+
+
+def test_cli_baselines(tmp_path, capsys):
+    out = tmp_path / "b"
+    assert main(["synth", str(out), "--videos", "3", "--small", "--baselines"]) == 0
+    printed = capsys.readouterr().out
+    assert f"densevid eval -s {out}/baselines/test_fixed.json -r {out}/test.json" in (
+        printed
+    )
+    from densevid.events import load_submission
+
+    gt = load_submission(out / "baselines" / "test_ground_truth.json")
+    ref = load_annotations(out / "test.json")
+    assert [e.text for e in gt["v_test00000"]] == [e.text for e in ref["v_test00000"]]

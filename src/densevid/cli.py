@@ -325,7 +325,8 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
         ".vtt narrations, OUT/train.json, val.json, test.json",
         "densevid synth out/world --videos 2000 --workers 2 --stats\n"
         "  densevid synth out/tiny --videos 6 --small\n"
-        "  densevid synth out/world --stats          (figures of an existing set)",
+        "  densevid synth out/world --stats          (figures of an existing set)\n"
+        "  densevid synth out/world --baselines      (trivial predictions to score)",
     )
     p.add_argument("out", help="output directory")
     p.add_argument(
@@ -334,7 +335,7 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="videos over all splits (80%% train, 10%% val, 10%% test)",
     )
-    p.add_argument("--seed", type=int, default=0, help="dataset seed")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
     p.add_argument(
         "--preset",
         choices=["small", "default", "long"],
@@ -359,6 +360,13 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print event counts, lengths, overlaps and vocabulary per split",
     )
+    p.add_argument(
+        "--baselines",
+        action="store_true",
+        help="write trivial predictions for val and test to OUT/baselines/ "
+        "(ground truth, one frequent caption over the whole video, random segments "
+        "with frequent captions) to score with densevid eval",
+    )
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -367,8 +375,12 @@ def run_synth(args: argparse.Namespace) -> int:
     from densevid.events import load_annotations
     from densevid.synth import SPLITS, dataset_stats, format_stats, generate
 
-    if args.videos is None and not args.stats:
-        raise DensevidError("synth: give --videos N (or --stats for an existing set)")
+    if args.videos is None and not (args.stats or args.baselines):
+        raise DensevidError(
+            "synth: give --videos N (or --stats / --baselines for an existing set)"
+        )
+    if args.small and args.preset not in ("default", "small"):
+        raise DensevidError(f"synth: --small contradicts --preset {args.preset}")
     try:
         fractions = tuple(float(x) for x in args.split.split(","))
     except ValueError:
@@ -400,6 +412,18 @@ def run_synth(args: argparse.Namespace) -> int:
         for split, videos in splits.items():
             if videos:
                 print(format_stats(split, dataset_stats(videos)))
+    if args.baselines:
+        from densevid.events import save_submission
+        from densevid.synth.baselines import trivial_baselines
+
+        for split in ("val", "test"):
+            if not splits.get(split) or not splits.get("train"):
+                continue
+            preds = trivial_baselines(splits["train"], splits[split], seed=args.seed)
+            for name, videos in preds.items():
+                path = Path(args.out) / "baselines" / f"{split}_{name}.json"
+                save_submission(videos, path)
+                print(f"densevid eval -s {path} -r {Path(args.out) / f'{split}.json'}")
     return 0
 
 
