@@ -28,6 +28,7 @@ VOICE_LEVEL = 0.16  # peak amplitude of one acting object
 SPEECH_LEVEL = 0.5  # peak amplitude of the narration
 RAMP_S = 0.02  # fade at both ends of each sound, against clicks
 TICK_RATE_HZ = 0.4  # mean rate of meaningless ticks
+RUMBLE_RATE_HZ = 400.0  # control points per second of the low-frequency noise
 # shape -> (fundamental Hz, harmonic amplitudes 1..n): sine, square-ish, bright, buzz
 VOICES: dict[str, tuple[float, tuple[float, ...]]] = {
     "circle": (262.0, (1.0,)),
@@ -53,14 +54,20 @@ def render_audio(scene: Scene, rng: np.random.Generator) -> np.ndarray:
 
 
 def _coloured_noise(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Noise with a 1/f power spectrum (pink), unit peak-ish level."""
+    """Rumble (a random walk sampled at RUMBLE_RATE_HZ, interpolated) under a little
+    hiss: noise weighted to low frequencies, as room noise is, at a fraction of the
+    cost of spectral shaping. Peak level about 1."""
     if n == 0:
         return np.zeros(0)
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.arange(len(spec), dtype=float)
-    f[0] = 1.0
-    x = np.fft.irfft(spec / np.sqrt(f), n)
-    return x / (np.abs(x).max() + 1e-9)
+    n_coarse = int(n * RUMBLE_RATE_HZ / SAMPLE_RATE) + 2
+    walk = np.cumsum(rng.standard_normal(n_coarse))
+    walk -= np.linspace(walk[0], walk[-1], n_coarse)  # no drift across the video
+    rumble = np.interp(
+        np.arange(n) * (RUMBLE_RATE_HZ / SAMPLE_RATE), np.arange(n_coarse), walk
+    )
+    rumble /= np.abs(rumble).max() + 1e-9
+    hiss = rng.standard_normal(n).astype(np.float32)
+    return 0.8 * rumble + 0.05 * hiss
 
 
 def _add_tick(out: np.ndarray, t: float, freq: float, level: float) -> None:
