@@ -154,10 +154,26 @@ def test_scene_plans_are_consistent(preset):
                     assert a.after.size < a.before.size
                 if a.kind == "change_colour":
                     assert a.new_colour != a.before.colour
-        # identities stay unique at every moment, so a caption names one object
+        # identities stay unique at every moment, so a caption names one object,
+        # and objects stay out of each other's way (except one leaving the scene)
         for t in np.arange(0, scene.duration, 0.5):
             ids = [(o.shape, state_at(o, t).colour) for o in scene.objects]
             assert len(set(ids)) == len(ids)
+            leaving = {
+                k
+                for k, o in enumerate(scene.objects)
+                for a in o.actions
+                if a.kind == "leave" and a.start <= t < a.end
+            }
+            shown = [
+                state_at(o, t)
+                for k, o in enumerate(scene.objects)
+                if k not in leaving and state_at(o, t).visible
+            ]
+            for k, a in enumerate(shown):
+                for b in shown[k + 1 :]:
+                    reach = (a.size + b.size) / 2 * 0.9
+                    assert abs(a.x - b.x) >= reach or abs(a.y - b.y) >= reach
 
 
 CAPTION_KEYWORDS = {

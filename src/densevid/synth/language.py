@@ -32,6 +32,12 @@ DIRECTION_PHRASES = {
     "down": ("down", "downward", "toward the bottom"),
 }
 EDGE_WORDS = {"left": "left", "right": "right", "up": "top", "down": "bottom"}
+EXIT_PHRASES = {
+    "left": "to the left",
+    "right": "to the right",
+    "up": "through the top",
+    "down": "through the bottom",
+}
 CAPTIONS: dict[str, tuple[str, ...]] = {
     "appear": (
         "{a} appears",
@@ -41,8 +47,8 @@ CAPTIONS: dict[str, tuple[str, ...]] = {
     ),
     "leave": (
         "{the} leaves the scene",
-        "{the} exits to the {dir}",
-        "{the} moves off the screen to the {dir}",
+        "{the} exits {exit}",
+        "{the} moves off the screen {exit}",
         "{the} disappears off the {edge} edge",
     ),
     "move": (
@@ -161,6 +167,7 @@ def caption(scene: Scene, action: Action, rng: np.random.Generator) -> str:
         dir=direction,
         dirp=_pick(rng, DIRECTION_PHRASES[direction]) if direction else "",
         edge=EDGE_WORDS.get(direction, ""),
+        exit=EXIT_PHRASES.get(direction, ""),
         speed=speed,
         shape=obj.shape,
         old=b.colour,

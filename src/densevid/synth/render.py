@@ -36,12 +36,13 @@ def render_frames(scene: Scene) -> Iterator[np.ndarray]:
             x = _reflect(d.x0 + d.vx * t)
             y = _reflect(d.y0 + d.vy * t)
             _blit(frame, d.shape, d.size, x, y, (d.grey, d.grey, d.grey), 0.85)
-        for obj in scene.objects:
-            s = state_at(obj, t)
+        states = [(state_at(obj, t), obj.shape) for obj in scene.objects]
+        # larger objects first, so a small one passing a big one stays in view
+        for s, shape in sorted(states, key=lambda st: -st[0].size):
             if not s.visible or s.alpha <= 0.0:
                 continue
             rgb = s.rgb if s.rgb is not None else COLOURS[s.colour]
-            _blit(frame, obj.shape, s.size, s.x, s.y, rgb, s.alpha)
+            _blit(frame, shape, s.size, s.x, s.y, rgb, s.alpha)
         yield frame
 
 

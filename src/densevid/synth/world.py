@@ -17,6 +17,9 @@ import numpy as np
 FRAME_SIZE = 128  # px, square frames
 FPS = 8  # frames per second
 MARGIN = 2.0  # px kept between an object and the frame edge
+PLACEMENT_TRIES = 30  # random positions tried to keep a new object clear of others
+COLLISION_STEP_S = 0.25  # time step of the overlap check between objects
+COLLISION_SLACK = 0.95  # boxes may touch, not overlap
 
 SHAPES = ("circle", "square", "triangle", "cross")
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -174,7 +177,8 @@ def plan_scene(rng: np.random.Generator, cfg: WorldConfig) -> Scene:
     for _ in range(n_objects):
         shape, colour = _fresh_identity(rng, used)
         size = rng.uniform(*(SMALL_PX if rng.random() < 0.5 else BIG_PX))
-        x, y = _random_position(rng, size)
+        others = [o.initial for o in objects if o.initial.visible]
+        x, y = _free_position(rng, size, others)
         visible = bool(rng.random() < P_VISIBLE_AT_START)
         objects.append(SceneObject(shape, State(x, y, size, colour, visible)))
 
@@ -219,6 +223,26 @@ def _fresh_identity(
     return shape, colour
 
 
+def _free_position(
+    rng: np.random.Generator, size: float, others: list[State]
+) -> tuple[float, float]:
+    """A random position whose box keeps clear of the other objects' boxes (the
+    least-overlapping of a few tries), so that objects start out in plain view."""
+    best, best_overlap = (0.0, 0.0), math.inf
+    for _ in range(PLACEMENT_TRIES):
+        x, y = _random_position(rng, size)
+        overlap = sum(
+            max(0.0, (size + o.size) / 2 + MARGIN - abs(x - o.x))
+            * max(0.0, (size + o.size) / 2 + MARGIN - abs(y - o.y))
+            for o in others
+        )
+        if overlap < best_overlap:
+            best, best_overlap = (x, y), overlap
+        if overlap == 0.0:
+            break
+    return best
+
+
 def _random_position(rng: np.random.Generator, size: float) -> tuple[float, float]:
     lo, hi = size / 2 + MARGIN, FRAME_SIZE - size / 2 - MARGIN
     return float(rng.uniform(lo, hi)), float(rng.uniform(lo, hi))
@@ -242,22 +266,40 @@ def _schedule(
     duration: float,
     used: set[tuple[str, str]],
 ) -> None:
-    """Places ``n_events`` actions on the objects' timelines (fewer if none fits)."""
+    """Places ``n_events`` actions on the objects' timelines (fewer if none fits).
+
+    Actions are placed in time order (the object whose timeline ends first goes
+    next), so each new action can be checked against everything that happens while
+    it runs: objects do not move, grow or appear into one another.
+    """
     cursor = [float(rng.uniform(0.0, 0.25 * duration)) for _ in objects]
     state = [o.initial for o in objects]
+    mean_gap = duration / (n_events + 1)
     placed, attempts = 0, 0
-    while placed < n_events and attempts < 20 * n_events:
+    while placed < n_events and attempts < 40 * n_events:
         attempts += 1
-        i = int(rng.integers(len(objects)))
-        mean_gap = duration / (n_events + 1)
+        i = int(np.argmin(cursor))
         t0 = cursor[i] + rng.uniform(0.0, mean_gap)
         room = duration - 0.25 - t0
         if room < SHORT_S[1]:
+            cursor[i] = math.inf  # this object is done
+            if all(math.isinf(c) for c in cursor):
+                break
             continue
+        others = [
+            st
+            for j, o in enumerate(objects)
+            if j != i and (st := state_at(o, t0)).visible
+        ]
         made = _draw_action(
-            rng, i, objects[i].shape, state[i], t0, room, duration, used
+            rng, i, objects[i].shape, state[i], t0, room, duration, used, others
         )
-        if not made:
+        horizon = max([c for c in cursor if not math.isinf(c)] + [t0])
+        if not made or _collides(made, objects, i, horizon):
+            if made and made[0].kind == "change_colour":  # give the colour back
+                used.discard((objects[i].shape, made[0].new_colour or ""))
+                used.add((objects[i].shape, made[0].before.colour))
+            cursor[i] = t0  # try something else a little later
             continue
         for action in made[: n_events - placed]:  # a trailing stop may not fit
             objects[i].actions.append(action)
@@ -265,6 +307,37 @@ def _schedule(
             cursor[i] = action.end
             placed += 1
         cursor[i] += 0.25  # a beat between one object's actions
+
+
+def _collides(
+    actions: list[Action], objects: list[SceneObject], i: int, horizon: float
+) -> bool:
+    """Whether object i, doing ``actions`` and then resting until ``horizon`` (the
+    end of what the others have planned), would overlap another visible object."""
+    if actions[0].kind == "leave":  # on its way out: a brief pass is fine
+        return False
+    end = max(actions[-1].end, horizon)
+    for t in np.arange(actions[0].start, end + COLLISION_STEP_S, COLLISION_STEP_S):
+        s = _at(actions, float(t))
+        if not s.visible and s.alpha <= 0:
+            continue
+        for j, o in enumerate(objects):
+            if j == i:
+                continue
+            other = state_at(o, float(t))
+            if not other.visible:
+                continue
+            reach = (s.size + other.size) / 2 * COLLISION_SLACK
+            if abs(s.x - other.x) < reach and abs(s.y - other.y) < reach:
+                return True
+    return False
+
+
+def _at(actions: list[Action], t: float) -> State:
+    for a in actions:
+        if t < a.end:
+            return _during(a, max(0.0, t - a.start) / a.length, max(0.0, t - a.start))
+    return actions[-1].after
 
 
 def _draw_action(
@@ -276,8 +349,10 @@ def _draw_action(
     room: float,
     duration: float,
     used: set[tuple[str, str]],
+    others: list[State],
 ) -> list[Action]:
-    """One action the object can do now (plus a stop after some moves), or []."""
+    """One action the object can do now (plus a stop after some moves), or [].
+    ``others``: the other visible objects at t0, kept clear of when appearing."""
     u = rng.random()
     if u < SHORT_S[0]:
         lo, hi = SHORT_S[1:]
@@ -302,7 +377,7 @@ def _draw_action(
     t1 = t0 + length
 
     if kind == "appear":
-        x, y = _random_position(rng, s.size)
+        x, y = _free_position(rng, s.size, others)
         before = replace(s, x=x, y=y, visible=False, alpha=0.0)
         after = replace(before, visible=True, alpha=1.0)
         return [Action(obj, kind, t0, t1, before, after)]
