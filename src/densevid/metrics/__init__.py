@@ -1,0 +1,23 @@
+"""The field's dense-captioning metrics, numerically identical to the official tools.
+
+``evaluate(predictions, references)`` gives BLEU-1..4, METEOR, ROUGE-L, CIDEr-D,
+proposal recall/precision/F1 (ranjaykrishna/densevid_eval) and SODA_c (fujiso/SODA).
+"""
+
+from densevid.metrics.densevid import GARBAGE, MAX_PROPOSALS, TIOUS, f1_scores
+from densevid.metrics.evaluate import METRICS, evaluate, evaluate_files
+from densevid.metrics.scorers import Meteor
+from densevid.metrics.tokenize import PTBTokenizer, java_executable
+
+__all__ = [
+    "GARBAGE",
+    "MAX_PROPOSALS",
+    "METRICS",
+    "TIOUS",
+    "Meteor",
+    "PTBTokenizer",
+    "evaluate",
+    "evaluate_files",
+    "f1_scores",
+    "java_executable",
+]

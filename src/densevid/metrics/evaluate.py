@@ -1,0 +1,412 @@
+"""``evaluate``: every metric of the field for one set of predictions, exactly as the
+official tools compute them, in one pass.
+
+Work is shared across metrics, tIoUs and reference files: each distinct sentence is
+tokenised once, each distinct METEOR pair is scored once (while the Python metrics
+run), and each distinct set of a video's pairs is aggregated once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from densevid.errors import DensevidError
+from densevid.events import (
+    VideoEvents,
+    load_annotations,
+    load_submission,
+    match_video_ids,
+)
+from densevid.metrics import densevid as dv
+from densevid.metrics import soda as sd
+from densevid.metrics.scorers import (
+    Meteor,
+    NgramCache,
+    bleu_corpus,
+    bleu_pair_stats,
+    cider_d,
+    rouge_l,
+)
+from densevid.metrics.tokenize import PTBTokenizer
+
+logger = logging.getLogger(__name__)
+
+BLEU = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4")
+CAPTION_METRICS = (*BLEU, "METEOR", "ROUGE_L", "CIDEr")
+PROPOSAL_METRICS = ("Recall", "Precision", "F1")
+METRICS = (*CAPTION_METRICS, *PROPOSAL_METRICS, "SODA_c")
+F1_DEFINITIONS = ("tiou", "average", "video")
+
+
+def evaluate(
+    predictions: Mapping[str, VideoEvents],
+    references: Mapping[str, VideoEvents] | Sequence[Mapping[str, VideoEvents]],
+    *,
+    tious: Sequence[float] = dv.TIOUS,
+    max_proposals: int | None = dv.MAX_PROPOSALS,
+    metrics: Iterable[str] | None = None,
+    garbage: str = "random",
+    soda: bool = True,
+    soda_references: str = "separate",
+    f1: str = "tiou",
+    skip_missing: bool | None = None,
+    meteor: Meteor | None = None,
+    tokenizer: PTBTokenizer | None = None,
+    n_workers: int | None = None,
+) -> dict[str, float]:
+    """Scores dense-captioning predictions against one or more reference sets.
+
+    Args:
+        predictions: video id -> predicted events (file order matters: only the
+            first ``max_proposals`` count). Ids that differ from the references'
+            only by the ``v_`` prefix are matched; others are ignored.
+        references: one reference set or several (e.g. val_1 and val_2), each
+            video id -> reference events.
+        tious: tIoU thresholds of the caption and proposal metrics.
+        max_proposals: predictions kept per video, in order (None: all).
+        metrics: names to compute (default all of ``METRICS``); e.g.
+            ``("METEOR", "CIDEr", "SODA_c")`` during training. Any Bleu_n gives all
+            four.
+        garbage: what unmatched predictions are compared with: "random" (the
+            official script since 2019; a fixed nonsense token with the same
+            numbers) or "2018" (``abc123!@#``; PDVC's default "2018" numbers).
+        soda: compute SODA_c (when ``metrics`` allows it).
+        soda_references: "separate" (PDVC: each reference set alone, averaged),
+            "merged" (SODA's CLI default) or "best" (SODA ``--multi_reference``).
+        f1: F1 definition (the official script has none): "tiou" (VidChapters),
+            "average" or "video" (scenic Vid2Seq); see ``densevid.f1_scores``.
+        skip_missing: reference videos without predictions: None follows each
+            tool (densevid_eval counts them as 0, SODA skips them), True skips
+            them everywhere (VidChapters), False counts them as 0 everywhere.
+        meteor: a running ``Meteor`` to reuse (it is left open); by default one
+            is started and closed here.
+        tokenizer: a ``PTBTokenizer`` to reuse (keeps its cache).
+        n_workers: METEOR processes to start when ``meteor`` is None.
+
+    Returns:
+        Metric name -> value (fractions): the tIoU averages under the official
+        names ("Bleu_4", "METEOR", "CIDEr", "Recall", ...), per-tIoU values as
+        "METEOR@0.5", and "SODA_c".
+    """
+    refs = [references] if isinstance(references, Mapping) else list(references)
+    wanted = _check_options(metrics, soda, garbage, soda_references, f1, tious, refs)
+    preds = _match_predictions(predictions, refs, max_proposals)
+    need_meteor = bool({"METEOR", "SODA_c"} & wanted)
+    need_text = bool(set(CAPTION_METRICS) & wanted) or "SODA_c" in wanted
+    own_meteor = need_meteor and meteor is None
+    if own_meteor:
+        meteor = Meteor(n_workers)  # loads while the sentences are tokenised
+    try:
+        tokens: dict[str, str] = {}
+        if need_text:
+            texts = [e.text for v in preds.values() for e in v.events]
+            texts += [e.text for r in refs for v in r.values() for e in v.events]
+            texts.append(dv.GARBAGE[garbage])
+            tokens = (tokenizer or PTBTokenizer())(texts)
+        return _evaluate(
+            preds, refs, tokens, wanted, tuple(tious), garbage, soda_references,
+            f1, skip_missing, meteor,
+        )  # fmt: skip
+    finally:
+        if own_meteor and meteor is not None:
+            meteor.close()
+
+
+def evaluate_files(
+    submission: str | Path,
+    references: Sequence[str | Path],
+    *,
+    max_proposals: int | None = dv.MAX_PROPOSALS,
+    **kwargs,
+) -> dict[str, float]:
+    """``evaluate`` on files: a submission (official or bare results dict) and
+    ActivityNet-format reference files."""
+    if not references:
+        raise DensevidError("no reference file given")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the released files' blemishes
+        refs = [load_annotations(p) for p in references]
+    preds = load_submission(submission, max_per_video=max_proposals)
+    return evaluate(preds, refs, max_proposals=max_proposals, **kwargs)
+
+
+def _check_options(
+    metrics: Iterable[str] | None,
+    soda: bool,
+    garbage: str,
+    soda_references: str,
+    f1: str,
+    tious: Sequence[float],
+    refs: list,
+) -> set[str]:
+    if metrics is None:
+        wanted = set(METRICS)
+    else:
+        wanted = set(metrics)
+        unknown = wanted - set(METRICS)
+        if unknown:
+            raise DensevidError(
+                f"unknown metric(s) {sorted(unknown)}; choose from {', '.join(METRICS)}"
+            )
+    if wanted & set(BLEU):
+        wanted |= set(BLEU)
+    if not soda:
+        wanted.discard("SODA_c")
+    if garbage not in dv.GARBAGE:
+        raise DensevidError(f"garbage must be 'random' or '2018', got {garbage!r}")
+    if soda_references not in sd.SODA_REFERENCES:
+        raise DensevidError(
+            f"soda_references must be one of {sd.SODA_REFERENCES}, "
+            f"got {soda_references!r}"
+        )
+    if f1 not in F1_DEFINITIONS:
+        raise DensevidError(f"f1 must be one of {F1_DEFINITIONS}, got {f1!r}")
+    if not tious or any(not 0 <= t <= 1 for t in tious):
+        raise DensevidError(f"tIoU thresholds must be in [0, 1], got {list(tious)}")
+    if not refs:
+        raise DensevidError("no reference set given")
+    return wanted
+
+
+def _match_predictions(
+    predictions: Mapping[str, VideoEvents],
+    refs: list[Mapping[str, VideoEvents]],
+    max_proposals: int | None,
+) -> dict[str, VideoEvents]:
+    """Predictions keyed by reference ids, truncated; unmatched ids dropped."""
+    ref_ids = dv.reference_ids(refs)
+    mapping = match_video_ids(predictions, ref_ids)
+    if predictions and not mapping:
+        example = next(iter(predictions))
+        raise DensevidError(
+            f"no predicted video id matches a reference video id (e.g. predicted "
+            f"{example!r}, reference {ref_ids[0]!r})"
+            if ref_ids
+            else "the references hold no video"
+        )
+    n_ignored = len(predictions) - len(mapping)
+    if n_ignored:
+        logger.info("%d predicted videos are not in the references", n_ignored)
+    out: dict[str, VideoEvents] = {}
+    for pid, rid in mapping.items():
+        v = predictions[pid]
+        events = v.events[:max_proposals] if max_proposals is not None else v.events
+        if rid in out:  # "x" and "v_x" both given: keep the exact id's
+            if pid != rid:
+                continue
+        out[rid] = VideoEvents(rid, events, v.duration)
+    return out
+
+
+def _evaluate(
+    preds: dict[str, VideoEvents],
+    refs: list[Mapping[str, VideoEvents]],
+    tokens: dict[str, str],
+    wanted: set[str],
+    tious: tuple[float, ...],
+    garbage: str,
+    soda_references: str,
+    f1: str,
+    skip_missing: bool | None,
+    meteor: Meteor | None,
+) -> dict[str, float]:
+    gt_ids = dv.reference_ids(refs)
+    caption_ids = [v for v in gt_ids if v in preds] if skip_missing else gt_ids
+    garbage_tok = tokens.get(dv.GARBAGE[garbage], "")
+
+    # Pairs: caption pairs per video and tIoU; SODA's (reference, prediction) pairs.
+    want_captions = bool(set(CAPTION_METRICS) & wanted)
+    video_pairs: dict[str, list[list[tuple[str, str]]]] = {}
+    proposals: dict[str, tuple[list[float], list[float]]] = {}
+    for vid in caption_ids:
+        pv = preds.get(vid)
+        if pv is None or not pv.events:
+            continue
+        spans = dv.spans_of(pv)
+        vrefs = [
+            dv.Reference(dv.spans_of(r[vid]), tuple(tokens.get(e.text, "") for e in r[vid]))
+            for r in refs
+            if vid in r
+        ]  # fmt: skip
+        if want_captions:
+            pred = dv.Prediction(spans, tuple(tokens[e.text] for e in pv.events))
+            video_pairs[vid] = dv.caption_pairs(pred, vrefs, tious, garbage_tok)
+        proposals[vid] = dv.proposal_scores(
+            dv.Prediction(spans, tuple(e.text for e in pv.events)), vrefs, tious
+        )
+    soda_sets: list[dict[str, sd.SodaVideo]] = []
+    if "SODA_c" in wanted:
+        sets = [refs] if soda_references == "merged" else [[r] for r in refs]
+        soda_sets = [sd.soda_videos(preds, s, tokens) for s in sets]
+    soda_pairs = [p for s in soda_sets for v in s.values() for p in sd.scored_pairs(v)]
+    caption_flat = [p for per in video_pairs.values() for ps in per for p in ps]
+
+    # METEOR statistics of every distinct pair, in the background.
+    meteor_stats: dict[tuple[str, str], str] = {}
+    meteor_error: list[BaseException] = []
+    meteor_thread = None
+    if meteor is not None and ("METEOR" in wanted or soda_pairs):
+        todo = (caption_flat if "METEOR" in wanted else []) + soda_pairs
+        todo = list(dict.fromkeys(todo))
+
+        def run_meteor() -> None:
+            try:
+                meteor_stats.update(zip(todo, meteor.stats(todo), strict=True))
+            except BaseException as e:
+                meteor_error.append(e)
+
+        meteor_thread = threading.Thread(target=run_meteor, daemon=True)
+        meteor_thread.start()
+
+    scores: dict[str, float] = {}
+    n_t = len(tious)
+    try:
+        # Proposals.
+        if set(PROPOSAL_METRICS) & wanted:
+            prec = np.array([proposals.get(v, ([0.0] * n_t, [0.0] * n_t))[0] for v in caption_ids]).reshape(-1, n_t)  # fmt: skip
+            rec = np.array([proposals.get(v, ([0.0] * n_t, [0.0] * n_t))[1] for v in caption_ids]).reshape(-1, n_t)  # fmt: skip
+            _put(scores, "Recall", _video_mean(rec), tious)
+            _put(scores, "Precision", _video_mean(prec), tious)
+            if "F1" in wanted:
+                per_tiou, value = dv.f1_scores(prec, rec, f1)
+                if per_tiou:
+                    for t, x in zip(tious, per_tiou, strict=True):
+                        scores[f"F1@{t:g}"] = x
+                scores["F1"] = value
+
+        # BLEU, ROUGE-L, CIDEr-D per video and tIoU (same pair lists computed once).
+        ngrams = NgramCache()
+        python_metrics = [m for m in ("Bleu_1", "ROUGE_L", "CIDEr") if m in wanted]
+        if python_metrics:
+            per_video = {m: np.zeros((len(caption_ids), n_t)) for m in (*BLEU, "ROUGE_L", "CIDEr")}  # fmt: skip
+            bleu_stats: dict[tuple[str, str], tuple] = {}
+            rouge: dict[tuple[str, str], float] = {}
+            memo: dict[tuple, tuple] = {}
+            for vi, vid in enumerate(caption_ids):
+                for ti, pairs in enumerate(video_pairs.get(vid, ())):
+                    key = tuple(pairs)
+                    got = memo.get(key)
+                    if got is None:
+                        got = memo[key] = _ngram_metrics(pairs, python_metrics, ngrams, bleu_stats, rouge)  # fmt: skip
+                    for m, x in got:
+                        per_video[m][vi, ti] = x
+            if "Bleu_1" in wanted:
+                for m in BLEU:
+                    _put(scores, m, _video_mean(per_video[m]), tious)
+            for m in ("ROUGE_L", "CIDEr"):
+                if m in wanted:
+                    _put(scores, m, _video_mean(per_video[m]), tious)
+    finally:
+        if meteor_thread is not None:
+            meteor_thread.join()
+    if meteor_error:
+        raise meteor_error[0]
+
+    if "METEOR" in wanted and meteor is not None:
+        groups: dict[tuple[str, ...], int] = {}
+        where = []
+        for vi, vid in enumerate(caption_ids):
+            for ti, pairs in enumerate(video_pairs.get(vid, ())):
+                key = tuple(sorted(meteor_stats[p] for p in pairs))
+                where.append((vi, ti, groups.setdefault(key, len(groups))))
+        values = meteor.corpus_scores(list(groups))
+        met = np.zeros((len(caption_ids), n_t))
+        for vi, ti, gi in where:
+            met[vi, ti] = values[gi]
+        _put(scores, "METEOR", _video_mean(met), tious)
+
+    if soda_sets and meteor is not None:
+        distinct = list(dict.fromkeys(meteor_stats[p] for p in soda_pairs))
+        sentence = dict(zip(distinct, meteor.sentence_scores(distinct), strict=True))
+
+        def sentence_meteor(hyp: str, ref: str) -> float:
+            return sentence[meteor_stats[(hyp, ref)]]
+
+        scores["SODA_c"] = _soda_c(
+            soda_sets, preds, refs, soda_references, skip_missing, sentence_meteor
+        )
+    return {k: float(v) for k, v in scores.items()}
+
+
+def _ngram_metrics(
+    pairs: list[tuple[str, str]],
+    wanted: list[str],
+    ngrams: NgramCache,
+    bleu_stats: dict,
+    rouge: dict,
+) -> tuple[tuple[str, float], ...]:
+    out: list[tuple[str, float]] = []
+    if "Bleu_1" in wanted:
+        stats = []
+        for p in pairs:
+            s = bleu_stats.get(p)
+            if s is None:
+                s = bleu_stats[p] = bleu_pair_stats(p[0], p[1], ngrams)
+            stats.append(s)
+        out.extend(zip(BLEU, bleu_corpus(stats), strict=True))
+    if "ROUGE_L" in wanted:
+        values = []
+        for p in pairs:
+            r = rouge.get(p)
+            if r is None:
+                r = rouge[p] = rouge_l(p[0], p[1], ngrams)
+            values.append(r)
+        out.append(("ROUGE_L", float(np.mean(np.array(values)))))
+    if "CIDEr" in wanted:
+        out.append(("CIDEr", cider_d(pairs, ngrams)))
+    return tuple(out)
+
+
+def _soda_c(
+    soda_sets: list[dict[str, sd.SodaVideo]],
+    preds: dict[str, VideoEvents],
+    refs: list[Mapping[str, VideoEvents]],
+    how: str,
+    skip_missing: bool | None,
+    sentence_meteor,
+) -> float:
+    per_set = [
+        {vid: sd.video_prf(v, sentence_meteor) for vid, v in s.items()}
+        for s in soda_sets
+    ]
+    if how == "best":
+        ids = dv.reference_ids(refs)
+        f = []
+        for vid in ids:
+            cands = [s[vid] for s in per_set if vid in s]
+            if cands:
+                f.append(cands[int(np.argmax([c[2] for c in cands]))][2])
+            elif skip_missing is False:
+                f.append(0.0)
+        return _mean(f)
+    values = []
+    sets = [refs] if how == "merged" else [[r] for r in refs]
+    for s, ref_set in zip(per_set, sets, strict=True):
+        f = [prf[2] for prf in s.values()]
+        if skip_missing is False:  # count reference videos without predictions
+            f += [0.0] * len(set(dv.reference_ids(ref_set)) - set(s))
+        values.append(_mean(f))
+    return float(np.mean(values))
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else 0.0
+
+
+def _video_mean(per_video: np.ndarray) -> list[float]:
+    """(V, T) -> mean over videos per tIoU (0 when there is no video)."""
+    if per_video.shape[0] == 0:
+        return [0.0] * per_video.shape[1]
+    return [float(np.mean(per_video[:, t])) for t in range(per_video.shape[1])]
+
+
+def _put(scores: dict[str, float], name: str, per_tiou: list[float], tious) -> None:
+    for t, x in zip(tious, per_tiou, strict=True):
+        scores[f"{name}@{t:g}"] = x
+    scores[name] = float(np.mean(per_tiou))
