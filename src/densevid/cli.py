@@ -233,6 +233,12 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="start afresh even if OUTPUT/last exists (it is overwritten)",
     )
+    p.add_argument(
+        "--init",
+        metavar="CHECKPOINT",
+        help="fine-tune from a checkpoint (e.g. densevid pretrain's OUTPUT/last): "
+        "architecture, tokenizer and weights come from it",
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -243,6 +249,8 @@ def run_train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.no_resume:
         overrides.append("resume=false")
+    if args.init:
+        overrides.append(f"init={args.init}")
     config = load_config(args.config, overrides)
     summary = train(config, verbose=not args.quiet)
     if int(__import__("os").environ.get("RANK", "0")) == 0:
@@ -427,14 +435,175 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pretrain ----------------------------------------------------------------------
+
+
+def add_pretrain(sub: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        sub,
+        "pretrain",
+        "pretrain the joint model on narrated videos, their transcripts as pseudo "
+        "events (generative + denoising), from a FEATURES directory or webdataset "
+        "shards; fine-tune after with densevid train --init OUTPUT/last",
+        "densevid pretrain --config configs/pretrain_synthetic.yaml "
+        "--set corpus=data/pre/features/webdataset\n"
+        "  torchrun --nproc_per_node 2 -m densevid pretrain --config "
+        "configs/pretrain_synthetic.yaml --set num_workers=2",
+    )
+    p.add_argument(
+        "--config", help="YAML config (densevid.pretrain.PretrainConfig fields)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (dotted for sections: model.d_model=128)",
+    )
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start afresh even if OUTPUT/last exists (it is overwritten)",
+    )
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from densevid.pretrain import load_pretrain_config, pretrain
+
+    overrides = list(args.overrides)
+    if args.no_resume:
+        overrides.append("resume=false")
+    config = load_pretrain_config(args.config, overrides)
+    summary = pretrain(config, verbose=not args.quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary, indent=1))
+    return 0
+
+
+# --- eval --------------------------------------------------------------------------
+
+
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        sub,
+        "eval",
+        "score predictions with the field's metrics, numerically identical to the "
+        "official ActivityNet evaluation (densevid_eval) and SODA",
+        "densevid eval -s preds.json -r val_1.json val_2.json --json scores.json",
+    )
+    p.add_argument("-s", "--submission", required=True, help="predictions (JSON)")
+    p.add_argument(
+        "-r", "--references", nargs="+", required=True, help="reference JSON files"
+    )
+    p.add_argument(
+        "--tious",
+        nargs="+",
+        type=float,
+        default=[0.3, 0.5, 0.7, 0.9],
+        help="tIoU thresholds",
+    )
+    p.add_argument(
+        "--max-proposals",
+        type=int,
+        default=1000,
+        help="predictions kept per video, in file order",
+    )
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        help="only these metrics (e.g. METEOR CIDEr SODA_c; default: all)",
+    )
+    p.add_argument(
+        "--garbage",
+        choices=["random", "2018"],
+        default="random",
+        help="what unmatched predictions are compared with: the official random "
+        "string (since 2019) or 2018's 'abc123!@#'",
+    )
+    p.add_argument("--no-soda", action="store_true", help="skip SODA_c")
+    p.add_argument(
+        "--soda-references",
+        choices=["separate", "merged", "best"],
+        default="separate",
+        help="SODA_c with several reference files: each alone then averaged "
+        "(PDVC), merged per video (SODA's CLI) or the best per video (SODA -mr)",
+    )
+    p.add_argument(
+        "--f1",
+        choices=["tiou", "average", "video"],
+        default="tiou",
+        help="F1 definition: per tIoU from mean P and R (VidChapters), of the "
+        "averaged P and R, or mean of per-video F1 (Vid2Seq/scenic)",
+    )
+    missing = p.add_mutually_exclusive_group()
+    missing.add_argument(
+        "--skip-missing",
+        dest="skip_missing",
+        action="store_const",
+        const=True,
+        help="average only over reference videos with predictions (VidChapters); "
+        "default: as each official tool (densevid_eval counts them as 0, SODA "
+        "skips them)",
+    )
+    missing.add_argument(
+        "--count-missing",
+        dest="skip_missing",
+        action="store_const",
+        const=False,
+        help="count reference videos without predictions as 0 in every metric",
+    )
+    p.add_argument("--workers", type=int, help="METEOR processes (default: auto)")
+    p.add_argument(
+        "--json", metavar="OUT", help="also write the scores as JSON ('-': stdout only)"
+    )
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from densevid.events import write_json_atomic
+    from densevid.metrics import evaluate_files, format_scores
+
+    t0 = time.perf_counter()
+    scores = evaluate_files(
+        args.submission,
+        args.references,
+        tious=args.tious,
+        max_proposals=args.max_proposals,
+        metrics=args.metrics,
+        garbage=args.garbage,
+        soda=not args.no_soda,
+        soda_references=args.soda_references,
+        f1=args.f1,
+        skip_missing=args.skip_missing,
+        n_workers=args.workers,
+    )
+    if args.json == "-":
+        print(json.dumps(scores, indent=1))
+        return 0
+    if args.json:
+        write_json_atomic(scores, args.json, indent=1)
+    refs = " + ".join(args.references)
+    print(f"{args.submission} vs {refs} ({time.perf_counter() - t0:.1f} s)")
+    print(format_scores(scores, args.tious))
+    return 0
+
+
 # --- main --------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "check": (add_check, run_check),
+    "eval": (add_eval, run_eval),
     "train": (add_train, run_train),
     "predict": (add_predict, run_predict),
     "extract": (add_extract, run_extract),
     "synth": (add_synth, run_synth),
+    "pretrain": (add_pretrain, run_pretrain),
 }
 
 

@@ -88,6 +88,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
     resume: bool = True  # continue OUTPUT/last when it exists
+    # a checkpoint to fine-tune from (densevid pretrain/train output): architecture,
+    # tokenizer and weights come from it (densevid.pretrain.init_model)
+    init: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.model, Mapping):
@@ -540,6 +543,12 @@ def train(
             model = load_model(last)
             model_cfg = model.config
             logger.info("resuming from %s", last)
+        elif cfg.init:
+            from densevid.pretrain import init_model
+
+            model = init_model(cfg.init, cfg.model, tokenizer=cfg.tokenizer)
+            model_cfg = model.config
+            logger.info("fine-tuning from %s", cfg.init)
         else:
             tokenizer = _prepare_tokenizer(cfg, train_videos, out, dist)
             model_cfg = ModelConfig.from_dict(asdict(cfg.model))
