@@ -16,7 +16,7 @@ import numpy as np
 
 from densevid.synth.world import Action, Scene
 
-P_SIZE_WORD = 0.6  # captions name the size this often
+P_SIZE_WORD = 0.95  # captions name the size this often
 P_NARRATE = 0.5  # share of events the narrator mentions
 NARRATION_SHIFT_S = (-1.0, 2.5)  # narration starts this far from its event
 SECONDS_PER_WORD = 0.36  # speaking rate used to time cues
@@ -24,75 +24,78 @@ CUE_LENGTH_S = (1.2, 5.0)
 CHATTER_EVERY_S = 20.0  # mean spacing of unrelated remarks
 CUE_GAP_S = 0.1
 
-SIZE_WORDS = {"small": ("small", "small", "little"), "big": ("big", "big", "large")}
-DIRECTION_PHRASES = {
-    "left": ("left", "to the left", "leftward"),
-    "right": ("right", "to the right", "rightward"),
-    "up": ("up", "upward", "toward the top"),
-    "down": ("down", "downward", "toward the bottom"),
+# (word, weight): the first wording is the usual one
+SIZE_WORDS = {
+    "small": (("small", 0.9), ("little", 0.1)),
+    "big": (("big", 0.9), ("large", 0.1)),
 }
-EDGE_WORDS = {"left": "left", "right": "right", "up": "top", "down": "bottom"}
+DIRECTION_PHRASES = {
+    "left": (("left", 0.85), ("to the left", 0.15)),
+    "right": (("right", 0.85), ("to the right", 0.15)),
+    "up": (("up", 0.85), ("upward", 0.15)),
+    "down": (("down", 0.85), ("downward", 0.15)),
+}
 EXIT_PHRASES = {
     "left": "to the left",
     "right": "to the right",
     "up": "through the top",
     "down": "through the bottom",
 }
-CAPTIONS: dict[str, tuple[str, ...]] = {
+# Action -> (template, weight). Each action has a usual wording and two variants that
+# share its content words. METEOR 1.5 scores a sentence that is not word-for-word the
+# reference 0.4-0.55 even when only "on and off" is missing, so the usual wording must
+# dominate: a model that gets every event right and always says it the usual way
+# scores METEOR about 0.8 against these references (measured: README), not 1.0.
+CAPTIONS: dict[str, tuple[tuple[str, float], ...]] = {
     "appear": (
-        "{a} appears",
-        "{a} appears on the screen",
-        "{a} shows up",
-        "{a} fades into view",
+        ("{a} appears", 0.75),
+        ("{a} appears on the screen", 0.125),
+        ("{a} shows up", 0.125),
     ),
     "leave": (
-        "{the} leaves the scene",
-        "{the} exits {exit}",
-        "{the} moves off the screen {exit}",
-        "{the} disappears off the {edge} edge",
+        ("{the} leaves the scene", 0.75),
+        ("{the} leaves {exit}", 0.125),
+        ("{the} exits the scene", 0.125),
     ),
     "move": (
-        "{the} moves {dirp}",
-        "{the} slides {dirp}",
-        "{the} travels {dirp}",
-        "{the} moves {dirp} {speed}",
+        ("{the} moves {dirp}", 0.75),
+        ("{the} slides {dirp}", 0.125),
+        ("{the} moves {dirp} {speed}", 0.125),
     ),
     "stop": (
-        "{the} slows down and stops",
-        "{the} comes to a stop",
-        "{the} stops moving",
-        "{the} slows to a halt",
+        ("{the} slows down and stops", 0.75),
+        ("{the} comes to a stop", 0.125),
+        ("{the} stops moving", 0.125),
     ),
-    "grow": ("{the} grows", "{the} gets bigger", "{the} grows larger", "{the} expands"),
+    "grow": (
+        ("{the} grows", 0.75),
+        ("{the} grows larger", 0.125),
+        ("{the} gets bigger", 0.125),
+    ),
     "shrink": (
-        "{the} shrinks",
-        "{the} gets smaller",
-        "{the} becomes smaller",
-        "{the} shrinks in size",
+        ("{the} shrinks", 0.75),
+        ("{the} shrinks in size", 0.125),
+        ("{the} gets smaller", 0.125),
     ),
     "change_colour": (
-        "{the} turns {new}",
-        "{the} changes colour to {new}",
-        "{the} becomes {new}",
-        "the {shape} changes from {old} to {new}",
+        ("{the} turns {new}", 0.75),
+        ("{the} changes colour to {new}", 0.125),
+        ("{the} becomes {new}", 0.125),
     ),
     "bounce": (
-        "{the} bounces",
-        "{the} bounces up and down",
-        "{the} keeps bouncing",
-        "{the} jumps up and down",
+        ("{the} bounces", 0.75),
+        ("{the} bounces up and down", 0.125),
+        ("{the} jumps up and down", 0.125),
     ),
     "shake": (
-        "{the} shakes",
-        "{the} shakes from side to side",
-        "{the} wobbles",
-        "{the} shakes back and forth",
+        ("{the} shakes", 0.75),
+        ("{the} shakes from side to side", 0.125),
+        ("{the} wobbles", 0.125),
     ),
     "blink": (
-        "{the} blinks",
-        "{the} flashes on and off",
-        "{the} flickers",
-        "{the} blinks repeatedly",
+        ("{the} blinks", 0.75),
+        ("{the} blinks on and off", 0.125),
+        ("{the} flashes", 0.125),
     ),
 }
 NARRATION: dict[str, tuple[str, ...]] = {
@@ -144,15 +147,15 @@ CHATTER = (
 
 
 def caption(scene: Scene, action: Action, rng: np.random.Generator) -> str:
-    """One reference sentence for an action, in a randomly chosen phrasing."""
+    """One reference sentence for an action, in a randomly chosen wording."""
     obj = scene.objects[action.obj]
     b = action.before
     words = [b.colour, obj.shape]
     if rng.random() < P_SIZE_WORD:
-        words.insert(0, _pick(rng, SIZE_WORDS[b.size_word]))
+        words.insert(0, _weighted(rng, SIZE_WORDS[b.size_word]))
     np_ = " ".join(words)
     direction = action.direction or ""
-    template = _pick(rng, CAPTIONS[action.kind])
+    template = _weighted(rng, CAPTIONS[action.kind])
     speed = ""
     if action.kind == "move" and "{speed}" in template:
         if action.speed < 16:
@@ -164,13 +167,9 @@ def caption(scene: Scene, action: Action, rng: np.random.Generator) -> str:
     text = template.format(
         a=f"a {np_}",
         the=f"the {np_}",
-        dir=direction,
-        dirp=_pick(rng, DIRECTION_PHRASES[direction]) if direction else "",
-        edge=EDGE_WORDS.get(direction, ""),
+        dirp=_weighted(rng, DIRECTION_PHRASES[direction]) if direction else "",
         exit=EXIT_PHRASES.get(direction, ""),
         speed=speed,
-        shape=obj.shape,
-        old=b.colour,
         new=action.new_colour or "",
     )
     return text[0].upper() + text[1:] + "."
@@ -230,6 +229,11 @@ def _speech_length(text: str, rng: np.random.Generator) -> float:
     n = len(text.split())
     length = n * SECONDS_PER_WORD + rng.uniform(0.3, 1.0)
     return float(np.clip(length, *CUE_LENGTH_S))
+
+
+def _weighted(rng: np.random.Generator, options: tuple[tuple[str, float], ...]) -> str:
+    weights = np.array([w for _, w in options])
+    return options[int(rng.choice(len(options), p=weights / weights.sum()))][0]
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
