@@ -122,9 +122,7 @@ def run_official(official: Path, data: Path) -> dict:
             json.dumps([str(data / p) for p in SODA_REFS]),
         ]
         t0 = time.perf_counter()
-        proc = subprocess.run(
-            cmd, cwd=tmp, capture_output=True, text=True, check=False
-        )
+        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"the official scripts failed:\n{proc.stderr[-2000:]}")

@@ -5,9 +5,9 @@ proposal recall/precision/F1 (ranjaykrishna/densevid_eval) and SODA_c (fujiso/SO
 """
 
 from densevid.metrics.densevid import GARBAGE, MAX_PROPOSALS, TIOUS, f1_scores
-from densevid.metrics.evaluate import METRICS, evaluate, evaluate_files
-from densevid.metrics.scorers import Meteor
-from densevid.metrics.tokenize import PTBTokenizer, java_executable
+from densevid.metrics.evaluate import METRICS, evaluate, evaluate_files, format_scores
+from densevid.metrics.scorers import Meteor, close_shared_meteor, shared_meteor
+from densevid.metrics.tokenize import PTBTokenizer, java_executable, shared_tokenizer
 
 __all__ = [
     "GARBAGE",
@@ -16,8 +16,12 @@ __all__ = [
     "TIOUS",
     "Meteor",
     "PTBTokenizer",
+    "close_shared_meteor",
     "evaluate",
     "evaluate_files",
     "f1_scores",
+    "format_scores",
     "java_executable",
+    "shared_meteor",
+    "shared_tokenizer",
 ]

@@ -32,8 +32,9 @@ from densevid.metrics.scorers import (
     bleu_pair_stats,
     cider_d,
     rouge_l,
+    shared_meteor,
 )
-from densevid.metrics.tokenize import PTBTokenizer
+from densevid.metrics.tokenize import PTBTokenizer, shared_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +85,11 @@ def evaluate(
         skip_missing: reference videos without predictions: None follows each
             tool (densevid_eval counts them as 0, SODA skips them), True skips
             them everywhere (VidChapters), False counts them as 0 everywhere.
-        meteor: a running ``Meteor`` to reuse (it is left open); by default one
-            is started and closed here.
-        tokenizer: a ``PTBTokenizer`` to reuse (keeps its cache).
-        n_workers: METEOR processes to start when ``meteor`` is None.
+        meteor: the ``Meteor`` to use; by default the process-wide one
+            (``shared_meteor()``: started once, kept until exit).
+        tokenizer: the ``PTBTokenizer`` to use; by default a process-wide one
+            (its cache makes repeated references free).
+        n_workers: METEOR processes, when the shared one is started here.
 
     Returns:
         Metric name -> value (fractions): the tIoU averages under the official
@@ -99,23 +101,18 @@ def evaluate(
     preds = _match_predictions(predictions, refs, max_proposals)
     need_meteor = bool({"METEOR", "SODA_c"} & wanted)
     need_text = bool(set(CAPTION_METRICS) & wanted) or "SODA_c" in wanted
-    own_meteor = need_meteor and meteor is None
-    if own_meteor:
-        meteor = Meteor(n_workers)  # loads while the sentences are tokenised
-    try:
-        tokens: dict[str, str] = {}
-        if need_text:
-            texts = [e.text for v in preds.values() for e in v.events]
-            texts += [e.text for r in refs for v in r.values() for e in v.events]
-            texts.append(dv.GARBAGE[garbage])
-            tokens = (tokenizer or PTBTokenizer())(texts)
-        return _evaluate(
-            preds, refs, tokens, wanted, tuple(tious), garbage, soda_references,
-            f1, skip_missing, meteor,
-        )  # fmt: skip
-    finally:
-        if own_meteor and meteor is not None:
-            meteor.close()
+    if need_meteor and meteor is None:
+        meteor = shared_meteor(n_workers)  # loads while the sentences are tokenised
+    tokens: dict[str, str] = {}
+    if need_text:
+        texts = [e.text for v in preds.values() for e in v.events]
+        texts += [e.text for r in refs for v in r.values() for e in v.events]
+        texts.append(dv.GARBAGE[garbage])
+        tokens = (tokenizer or shared_tokenizer())(texts)
+    return _evaluate(
+        preds, refs, tokens, wanted, tuple(tious), garbage, soda_references, f1,
+        skip_missing, meteor if need_meteor else None,
+    )  # fmt: skip
 
 
 def evaluate_files(
@@ -197,9 +194,8 @@ def _match_predictions(
     for pid, rid in mapping.items():
         v = predictions[pid]
         events = v.events[:max_proposals] if max_proposals is not None else v.events
-        if rid in out:  # "x" and "v_x" both given: keep the exact id's
-            if pid != rid:
-                continue
+        if rid in out and pid != rid:  # "x" and "v_x" both given: keep the exact one
+            continue
         out[rid] = VideoEvents(rid, events, v.duration)
     return out
 
@@ -229,11 +225,7 @@ def _evaluate(
         if pv is None or not pv.events:
             continue
         spans = dv.spans_of(pv)
-        vrefs = [
-            dv.Reference(dv.spans_of(r[vid]), tuple(tokens.get(e.text, "") for e in r[vid]))
-            for r in refs
-            if vid in r
-        ]  # fmt: skip
+        vrefs = [_reference(r[vid], tokens) for r in refs if vid in r]
         if want_captions:
             pred = dv.Prediction(spans, tuple(tokens[e.text] for e in pv.events))
             video_pairs[vid] = dv.caption_pairs(pred, vrefs, tious, garbage_tok)
@@ -269,10 +261,14 @@ def _evaluate(
     try:
         # Proposals.
         if set(PROPOSAL_METRICS) & wanted:
-            prec = np.array([proposals.get(v, ([0.0] * n_t, [0.0] * n_t))[0] for v in caption_ids]).reshape(-1, n_t)  # fmt: skip
-            rec = np.array([proposals.get(v, ([0.0] * n_t, [0.0] * n_t))[1] for v in caption_ids]).reshape(-1, n_t)  # fmt: skip
-            _put(scores, "Recall", _video_mean(rec), tious)
-            _put(scores, "Precision", _video_mean(prec), tious)
+            zeros = ([0.0] * n_t, [0.0] * n_t)
+            got = [proposals.get(v, zeros) for v in caption_ids]
+            prec = np.array([p for p, _ in got]).reshape(-1, n_t)
+            rec = np.array([r for _, r in got]).reshape(-1, n_t)
+            if "Recall" in wanted:
+                _put(scores, "Recall", _video_mean(rec), tious)
+            if "Precision" in wanted:
+                _put(scores, "Precision", _video_mean(prec), tious)
             if "F1" in wanted:
                 per_tiou, value = dv.f1_scores(prec, rec, f1)
                 if per_tiou:
@@ -284,7 +280,8 @@ def _evaluate(
         ngrams = NgramCache()
         python_metrics = [m for m in ("Bleu_1", "ROUGE_L", "CIDEr") if m in wanted]
         if python_metrics:
-            per_video = {m: np.zeros((len(caption_ids), n_t)) for m in (*BLEU, "ROUGE_L", "CIDEr")}  # fmt: skip
+            shape = (len(caption_ids), n_t)
+            per_video = {m: np.zeros(shape) for m in (*BLEU, "ROUGE_L", "CIDEr")}
             bleu_stats: dict[tuple[str, str], tuple] = {}
             rouge: dict[tuple[str, str], float] = {}
             memo: dict[tuple, tuple] = {}
@@ -293,7 +290,9 @@ def _evaluate(
                     key = tuple(pairs)
                     got = memo.get(key)
                     if got is None:
-                        got = memo[key] = _ngram_metrics(pairs, python_metrics, ngrams, bleu_stats, rouge)  # fmt: skip
+                        got = memo[key] = _ngram_metrics(
+                            pairs, python_metrics, ngrams, bleu_stats, rouge
+                        )
                     for m, x in got:
                         per_video[m][vi, ti] = x
             if "Bleu_1" in wanted:
@@ -332,6 +331,11 @@ def _evaluate(
             soda_sets, preds, refs, soda_references, skip_missing, sentence_meteor
         )
     return {k: float(v) for k, v in scores.items()}
+
+
+def _reference(video: VideoEvents, tokens: dict[str, str]) -> dv.Reference:
+    texts = tuple(tokens.get(e.text, "") for e in video.events)
+    return dv.Reference(dv.spans_of(video), texts)
 
 
 def _ngram_metrics(
@@ -410,3 +414,19 @@ def _put(scores: dict[str, float], name: str, per_tiou: list[float], tious) -> N
     for t, x in zip(tious, per_tiou, strict=True):
         scores[f"{name}@{t:g}"] = x
     scores[name] = float(np.mean(per_tiou))
+
+
+def format_scores(scores: Mapping[str, float], tious: Sequence[float]) -> str:
+    """A terminal table of ``evaluate``'s result: metrics x100 per tIoU and mean."""
+    names = [m for m in METRICS if m in scores]
+    head = [f"tIoU {t:g}" for t in tious] + ["mean"]
+    width = max(10, *(len(h) for h in head))
+    lines = [f"{'metric (x100)':<14}" + "".join(f"{h:>{width + 2}}" for h in head)]
+    for name in names:
+        cells = []
+        for t in tious:
+            x = scores.get(f"{name}@{t:g}")
+            cells.append("" if x is None else f"{100 * x:.4f}")
+        cells.append(f"{100 * scores[name]:.4f}")
+        lines.append(f"{name:<14}" + "".join(f"{c:>{width + 2}}" for c in cells))
+    return "\n".join(lines)

@@ -18,6 +18,7 @@ All texts given here are already PTB-tokenised (see ``tokenize.py``).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import math
@@ -26,7 +27,6 @@ import queue
 import subprocess
 import tempfile
 import threading
-from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
@@ -62,7 +62,7 @@ class _MeteorProcess:
     """One ``meteor-1.5.jar -stdio`` process answering pipelined request lines."""
 
     def __init__(self, java: str, jar: str) -> None:
-        self.stderr = tempfile.TemporaryFile()
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         cmd = [java, *METEOR_JVM, "-jar", jar, *METEOR_ARGS]
         try:
             self.proc = subprocess.Popen(
@@ -169,6 +169,10 @@ class Meteor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def closed(self) -> bool:
+        return not self._procs
+
     def close(self) -> None:
         for p in self._procs:
             p.close()
@@ -194,7 +198,8 @@ class Meteor:
             if len(self._stats) + len(todo) > MAX_CACHED_PAIRS:
                 self._stats.clear()
             lines = [_score_line(h, r) for h, r in todo]
-            self._stats.update(zip(todo, self._map(lines, [1] * len(lines))))
+            answers = self._map(lines, [1] * len(lines))
+            self._stats.update(zip(todo, answers, strict=True))
         return [self._stats[p] for p in pairs]
 
     def corpus_scores(self, groups: Sequence[Sequence[str]]) -> list[float]:
@@ -267,8 +272,34 @@ class Meteor:
         for t in threads:
             t.join()
         if errors:
+            self.close()  # a process died: later calls must not reuse this one
             raise errors[0]
         return [a for i in starts for a in results[i]]
+
+
+_shared: Meteor | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_meteor(n_workers: int | None = None) -> Meteor:
+    """The process-wide ``Meteor`` that ``evaluate`` uses by default, started on
+    first use and kept (with its cache) until ``close_shared_meteor()`` or exit,
+    so that repeated evaluations (training) pay the start-up once."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared.closed:
+            _shared = Meteor(n_workers)
+            atexit.register(_shared.close)
+        return _shared
+
+
+def close_shared_meteor() -> None:
+    """Stops the shared METEOR processes (they restart when needed)."""
+    global _shared
+    with _shared_lock:
+        if _shared is not None:
+            _shared.close()
+            _shared = None
 
 
 def _score_line(hyp: str, ref: str) -> str:
@@ -304,7 +335,8 @@ class Sentence:
         self.by_order: list[list[tuple[tuple[str, ...], int]]] = []
         for k in range(1, BLEU_N + 1):
             order: dict[tuple[str, ...], int] = {}
-            for gram in zip(*[words[i:] for i in range(k)]):  # precook's order
+            shifted = [words[i:] for i in range(k)]
+            for gram in zip(*shifted, strict=False):  # precook's order
                 order[gram] = order.get(gram, 0) + 1
             grams.update(order)
             self.by_order.append(list(order.items()))

@@ -106,7 +106,14 @@ class PTBTokenizer:
         with tempfile.TemporaryDirectory(prefix="densevid-ptb-") as tmp:
             path = Path(tmp) / "sentences.txt"
             path.write_text("\n".join(lines) + "\n", encoding="ascii")
-            cmd = [self.java, *JVM_FAST_START, *JVM_TEXT, "-cp", str(self.jar), PTB_CLASS]
+            cmd = [
+                self.java,
+                *JVM_FAST_START,
+                *JVM_TEXT,
+                "-cp",
+                str(self.jar),
+                PTB_CLASS,
+            ]
             cmd += ["-preserveLines", "-lowerCase", str(path)]
             try:
                 proc = subprocess.run(
@@ -131,3 +138,14 @@ class PTBTokenizer:
             )
         logger.debug("tokenised %d sentences", len(lines))
         return [strip_punctuation(line) for line in out[: len(lines)]]
+
+
+_shared: PTBTokenizer | None = None
+
+
+def shared_tokenizer() -> PTBTokenizer:
+    """The process-wide tokenizer (its cache grows with the sentences seen)."""
+    global _shared
+    if _shared is None:
+        _shared = PTBTokenizer()
+    return _shared
