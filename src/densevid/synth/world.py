@@ -183,6 +183,8 @@ def plan_scene(rng: np.random.Generator, cfg: WorldConfig) -> Scene:
         objects.append(SceneObject(shape, State(x, y, size, colour, visible)))
 
     _schedule(rng, objects, n_events, duration, used)
+    if not any(o.actions for o in objects):
+        _force_one_action(rng, objects[0], duration)
 
     distractors = []
     for _ in range(int(rng.integers(cfg.n_distractors[0], cfg.n_distractors[1] + 1))):
@@ -307,6 +309,20 @@ def _schedule(
             cursor[i] = action.end
             placed += 1
         cursor[i] += 0.25  # a beat between one object's actions
+
+
+def _force_one_action(rng: np.random.Generator, obj: SceneObject, duration: float):
+    """Every video has at least one event: when scheduling placed none (rare, in a
+    crowded scene), the first object blinks where it is, or appears if unseen."""
+    s = obj.initial
+    length = float(rng.uniform(1.5, min(3.0, duration / 2)))
+    t0 = float(rng.uniform(0.0, duration - length - 0.25))
+    if s.visible:
+        action = Action(0, "blink", t0, t0 + length, s, s, period=BLINK_PERIOD_S)
+    else:
+        before = replace(s, alpha=0.0)
+        action = Action(0, "appear", t0, t0 + length, before, replace(s, alpha=1.0))
+    obj.actions.append(action)
 
 
 def _collides(
