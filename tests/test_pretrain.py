@@ -359,6 +359,39 @@ def test_video2dataset_layout_subtitles_in_metadata(tmp_path):
         expand_shards(str(tmp_path / "{00000..00001}.tar"))
 
 
+def test_video2dataset_video_gets_features_on_the_fly(tmp_path):
+    """A sample with only the video and a .vtt: pixels computed from the mp4 bytes
+    equal the extractor run on the file itself."""
+    from densevid.features.registry import get_extractor
+    from densevid.synth.dataset import write_mp4
+    from densevid.synth.world import FRAME_SIZE
+
+    rng = np.random.default_rng(0)
+    frames = [
+        rng.integers(0, 255, (FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
+        for _ in range(16)
+    ]
+    video = tmp_path / "clip.mp4"
+    write_mp4(video, frames, np.zeros(16000, np.float32), 8)
+    vtt = b"WEBVTT\n\n00:00:00.200 --> 00:00:01.500\nA red circle appears.\n"
+    files = {
+        "k1.mp4": video.read_bytes(),
+        "k1.en.vtt": vtt,
+        "k1.json": json.dumps({"key": "k1"}).encode(),
+    }
+    with tarfile.open(tmp_path / "s.tar", "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    source = ShardSource(str(tmp_path / "s.tar"), "pixels", "subtitles")
+    got = source.decode(next(source.read(source.units[0])))
+    want = get_extractor("pixels")(video)
+    np.testing.assert_allclose(got.visual, np.asarray(want.array, np.float32))
+    assert got.duration == pytest.approx(want.meta["duration"])
+    assert got.speech == [{"start": 0.2, "end": 1.5, "text": "A red circle appears."}]
+
+
 # --- the run -----------------------------------------------------------------------
 
 
