@@ -125,6 +125,7 @@ def main() -> None:
             "eval_every": 30,
             "save_every": 30,
             "vocab_size": 300,
+            "num_threads": 1,  # tiny matrices: more threads only contend
             **extra,
         }
     ann, pre = out / "data" / "synth", out / "data" / "synth_pre"

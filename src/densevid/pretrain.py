@@ -316,7 +316,7 @@ class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: str = ""  # "" trains a BPE tokenizer on corpus transcripts
     vocab_size: int = 2000
-    tokenizer_samples: int = 5000  # transcripts read to train that tokenizer
+    tokenizer_samples: int = 5000  # transcript sentences that tokenizer learns from
     denoise_weight: float = 1.0
     noise_density: float = NOISE_DENSITY
     mean_span: float = MEAN_SPAN
@@ -807,7 +807,8 @@ def pretrain(
             best=best,
             best_metric="gen_log_likelihood",
             output_dir=str(out),
-            skipped_samples=stream.n_bad,
+            # counted in this process only: unknown when workers decode
+            skipped_samples=stream.n_bad if cfg.num_workers == 0 else None,
         )
         return summary
     finally:
