@@ -83,6 +83,7 @@ class ModelConfig:
         n_audio_frames: audio steps sampled per video.
         max_speech_tokens / max_target_tokens: sequence caps (tokens).
         n_temporal_layers, n_temporal_heads: the temporal transformer.
+        input_norm: LayerNorm over each input feature vector before its projection.
     """
 
     lm: str = ""
@@ -101,6 +102,7 @@ class ModelConfig:
     visual_features: str = "pixels"
     n_temporal_layers: int = 2
     n_temporal_heads: int = 8
+    input_norm: bool = True
     audio_dim: int = 0
     audio_features: str = ""
     n_audio_frames: int = 100
@@ -163,8 +165,12 @@ class TemporalEncoder(nn.Module):
         n_layers: int,
         n_heads: int,
         dropout: float,
+        input_norm: bool = True,
     ) -> None:
         super().__init__()
+        # features mix blocks of different scales (pixels: colours, edges, motion;
+        # CLIP: large norms): normalising each frame first makes one lr fit all
+        self.in_norm = nn.LayerNorm(d_in) if input_norm else nn.Identity()
         self.proj = nn.Linear(d_in, d_model)
         self.pos = nn.Parameter(torch.zeros(n_steps, d_model))
         nn.init.normal_(self.pos, std=0.02)
@@ -188,7 +194,7 @@ class TemporalEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x: [B, T, D_in]; mask: [B, T] bool, True where a real step."""
-        h = self.proj(x) + self.pos[: x.shape[1]]  # (B, T, d)
+        h = self.proj(self.in_norm(x)) + self.pos[: x.shape[1]]  # (B, T, d)
         h = self.drop(h)
         if self.layers is not None:
             h = self.layers(h, src_key_padding_mask=~mask)
@@ -214,6 +220,7 @@ class DenseVideoModel(nn.Module):
             config.n_temporal_layers,
             config.n_temporal_heads,
             config.dropout,
+            config.input_norm,
         )
         self.audio = (
             TemporalEncoder(
@@ -223,6 +230,7 @@ class DenseVideoModel(nn.Module):
                 config.n_temporal_layers,
                 config.n_temporal_heads,
                 config.dropout,
+                config.input_norm,
             )
             if config.use_audio
             else None
