@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from densevid.events import load_annotations, save_annotations
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,6 +127,7 @@ def main() -> None:
             "eval_every": 30,
             "save_every": 30,
             "vocab_size": 300,
+            "warmup_steps": 10,
             "num_threads": 1,  # tiny matrices: more threads only contend
             **extra,
         }
@@ -179,6 +182,8 @@ def main() -> None:
     for f in fractions:
         rows += [("scratch", f, False), ("pretrained", f, False)]
     rows += [("scratch", 1.0, True), ("pretrained", 1.0, True)]
+    train_config = yaml.safe_load((ROOT / "configs" / "synthetic.yaml").read_text())
+    batch_size = int(extra.get("batch_size", train_config["batch_size"]))
     results = []
     for start, f, speech in rows:
         name = f"{start}_{round(f * 100):03d}{'_speech' if speech else ''}"
@@ -192,6 +197,9 @@ def main() -> None:
             "model.speech_features": "subtitles" if speech else "",
             **extra,
         }
+        n_videos = len(load_annotations(overrides["train_annotations"]))
+        if n_videos < batch_size:  # a small split still makes whole steps
+            overrides["batch_size"] = n_videos
         if not (run_dir / "last" / "model.safetensors").exists():
             cmd = densevid("train", "--config", "configs/synthetic.yaml")
             if start == "pretrained":
