@@ -126,6 +126,11 @@ def evaluate_files(
     ActivityNet-format reference files."""
     if not references:
         raise DensevidError("no reference file given")
+    wanted = set(kwargs.get("metrics") or METRICS)
+    if kwargs.get("soda") is False:
+        wanted.discard("SODA_c")
+    if kwargs.get("meteor") is None and wanted & {"METEOR", "SODA_c"}:
+        shared_meteor(kwargs.get("n_workers"))  # starts loading while files load
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the released files' blemishes
         refs = [load_annotations(p) for p in references]

@@ -53,9 +53,8 @@ BLEU_SMALL = 1e-9
 
 
 def default_workers() -> int:
-    """One METEOR process per two cores (each also needs a core for its GC and
-    this process one for the Python side), at least one."""
-    return max(1, min(MAX_WORKERS, (os.cpu_count() or 1) // 2))
+    """One METEOR process per core, at most ``MAX_WORKERS`` (~0.6 GiB each)."""
+    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
 class _MeteorProcess:
@@ -152,7 +151,8 @@ class Meteor:
     context manager or call ``close()``.
 
     Args:
-        n_workers: processes to run side by side (default: one per two cores).
+        n_workers: processes to run side by side (default: one per core, at
+            most 4).
         java: the java binary (default: ``java_executable()``).
     """
 
