@@ -211,6 +211,35 @@ def test_captions_name_object_and_action():
     assert len(seen) > 150  # varied phrasings
 
 
+class _UsualChoices:
+    """The most likely draw at every choice of the caption grammar."""
+
+    def random(self) -> float:
+        return 0.0
+
+    def choice(self, n: int, p=None) -> int:
+        return int(np.argmax(p))
+
+    def integers(self, n: int) -> int:
+        return 0
+
+
+def test_usual_wording_undoes_the_grammar_variants():
+    from densevid.synth.language import usual_wording
+
+    n_changed = 0
+    for scene, rng in _scenes("default", 60):
+        for a in scene.actions:
+            ref = caption(scene, a, rng)
+            usual = caption(scene, a, _UsualChoices())
+            got = usual_wording(ref)
+            n_changed += got != ref
+            if re.search(r"\b(small|little|big|large)\b", ref):  # size said
+                assert got == usual, (ref, got, usual)
+    assert n_changed > 20
+    assert usual_wording("Something else entirely.") == "Something else entirely."
+
+
 def _one_object_scene(kind: str = "move") -> Scene:
     s0 = State(40.0, 64.0, 30.0, "red")
     s1 = State(90.0, 64.0, 30.0, "red")
@@ -346,6 +375,7 @@ def test_trivial_baselines():
     preds = trivial_baselines(train, test, seed=0)
     assert preds["ground_truth"][0].events == test[0].events
     assert preds["fixed"][0].events == (Event(0.0, 8.0, "A."),)
+    assert preds["usual_wording"][0].events == test[0].events  # not from the grammar
     random = preds["random"][0]
     assert len(random) == 2  # the mean number of training events
     fractions = {0.2, 0.4, 0.05}  # lengths / durations of the training events

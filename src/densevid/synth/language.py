@@ -9,7 +9,9 @@ perfect model still cannot score BLEU or METEOR 1.0 against one phrasing.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +175,67 @@ def caption(scene: Scene, action: Action, rng: np.random.Generator) -> str:
         new=action.new_colour or "",
     )
     return text[0].upper() + text[1:] + "."
+
+
+def usual_wording(text: str) -> str:
+    """A reference caption said the usual way (the grammar's most likely wording):
+    what a model that gets the event right and has learned the usual phrasing says.
+    Sentences the grammar cannot have made are returned unchanged."""
+    body = text.strip().rstrip(".")
+    low = body[:1].lower() + body[1:]
+    for pattern, kind in _variant_patterns():
+        m = pattern.fullmatch(low)
+        if m is None:
+            continue
+        words = m.group("np").split()
+        for options in SIZE_WORDS.values():
+            if len(words) > 2 and words[1] in {w for w, _ in options}:
+                words[1] = options[0][0]
+        direction = next(
+            (
+                d
+                for d, options in DIRECTION_PHRASES.items()
+                if m.groupdict().get("dirp") in {w for w, _ in options}
+            ),
+            "",
+        )
+        usual = CAPTIONS[kind][0][0].format(
+            a=" ".join(words),
+            the=" ".join(words),
+            dirp=DIRECTION_PHRASES[direction][0][0] if direction else "",
+            exit="",
+            speed="",
+            new=m.groupdict().get("new") or "",
+        )
+        return usual[0].upper() + usual[1:] + "."
+    return text
+
+
+@functools.cache
+def _variant_patterns() -> list[tuple[re.Pattern[str], str]]:
+    """A regular expression for every caption template, tried in this order."""
+    dirs = "|".join(
+        re.escape(w) for options in DIRECTION_PHRASES.values() for w, _ in options
+    )
+    exits = "|".join(re.escape(w) for w in EXIT_PHRASES.values())
+    fields = {
+        "{a}": r"(?P<np>a [a-z ]+?)",
+        "{the}": r"(?P<np>the [a-z ]+?)",
+        "{dirp}": f"(?P<dirp>{dirs})",
+        "{exit}": f"(?:{exits})",
+        "{speed}": r"(?:slowly|quickly)",
+        "{new}": r"(?P<new>[a-z]+)",
+    }
+    out = []
+    for kind, templates in CAPTIONS.items():
+        for template, _ in templates:
+            pattern = re.escape(template)
+            for key, rx in fields.items():
+                pattern = pattern.replace(re.escape(key), rx)
+            out.append((re.compile(pattern), kind))
+    # longest templates first, so "bounces up and down" is not read as "bounces"
+    out.sort(key=lambda p: -len(p[0].pattern))
+    return out
 
 
 def narration(scene: Scene, rng: np.random.Generator) -> list[tuple[float, float, str]]:
