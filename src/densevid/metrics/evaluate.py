@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -217,6 +218,7 @@ def _evaluate(
     skip_missing: bool | None,
     meteor: Meteor | None,
 ) -> dict[str, float]:
+    t0 = time.perf_counter()
     gt_ids = dv.reference_ids(refs)
     caption_ids = [v for v in gt_ids if v in preds] if skip_missing else gt_ids
     garbage_tok = tokens.get(dv.GARBAGE[garbage], "")
@@ -244,6 +246,12 @@ def _evaluate(
     soda_pairs = [p for s in soda_sets for v in s.values() for p in sd.scored_pairs(v)]
     caption_flat = [p for per in video_pairs.values() for ps in per for p in ps]
 
+    logger.debug(
+        "%d caption pairs, %d SODA pairs (%.1f s)",
+        len(caption_flat),
+        len(soda_pairs),
+        time.perf_counter() - t0,
+    )
     # METEOR statistics of every distinct pair, in the background.
     meteor_stats: dict[tuple[str, str], str] = {}
     meteor_error: list[BaseException] = []
@@ -308,7 +316,9 @@ def _evaluate(
                     _put(scores, m, _video_mean(per_video[m]), tious)
     finally:
         if meteor_thread is not None:
+            logger.debug("python metrics done (%.1f s)", time.perf_counter() - t0)
             meteor_thread.join()
+            logger.debug("METEOR statistics done (%.1f s)", time.perf_counter() - t0)
     if meteor_error:
         raise meteor_error[0]
 
