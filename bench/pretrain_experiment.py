@@ -109,6 +109,12 @@ def main() -> None:
         help="extra override for every pretrain and train run (model.* for both)",
     )
     p.add_argument(
+        "--tokenizer-captions",
+        action="store_true",
+        help="let the pretraining tokenizer also learn from the annotated training "
+        "captions (vocabulary only; by default it sees transcripts only)",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="a pilot in minutes: small videos, tiny model, few steps",
@@ -169,6 +175,11 @@ def main() -> None:
                     "corpus": pre / "features" / "webdataset",
                     "output_dir": pre_run,
                     "max_steps": args.pretrain_steps,
+                    **(
+                        {"tokenizer_texts": f"[{ann / 'train.json'}]"}
+                        if args.tokenizer_captions
+                        else {}
+                    ),
                     **extra,
                 }),
             ),

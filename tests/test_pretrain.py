@@ -448,6 +448,11 @@ def test_pretraining_lowers_both_losses_and_logs_them(narrated, tmp_path):
     model = load_model(tmp_path / "run" / "last")
     assert model.config.speech_features == "subtitles"
     assert len(ensure_sentinels(model.tokenizer)) == 20
+    # trained on lower-case transcripts, yet any ASCII text has no <unk>
+    ids = model.tokenizer.encode("The BIG Quick-Fox, 42!", add_special_tokens=False)
+    assert model.tokenizer.unk_token_id not in ids
+    text = model.tokenizer.decode(ids)
+    assert text.replace(" ", "") == "TheBIGQuick-Fox,42!"
 
 
 def test_resume_continues_the_same_stream_and_weights(shards, tmp_path):

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 NOISE_DENSITY = 0.25  # fraction of transcript tokens masked (the issue's figure)
 MEAN_SPAN = 5.0  # tokens per masked span (T5's default is 3; Vid2Seq uses 5)
 LOG_NAME = "log.jsonl"
+ASCII_ALPHABET = [chr(c) for c in range(33, 127)]  # printable, always in the BPE
 # ModelConfig fields a fine-tuning run may set differently from its --init checkpoint
 # (they change inputs, not parameter shapes); the rest comes from the checkpoint.
 INIT_SWITCHABLE = (
@@ -317,6 +318,8 @@ class PretrainConfig:
     tokenizer: str = ""  # "" trains a BPE tokenizer on corpus transcripts
     vocab_size: int = 2000
     tokenizer_samples: int = 5000  # transcript sentences that tokenizer learns from
+    # more text for that tokenizer: ActivityNet .json (captions) or .txt files
+    tokenizer_texts: list[str] = field(default_factory=list)
     denoise_weight: float = 1.0
     noise_density: float = NOISE_DENSITY
     mean_span: float = MEAN_SPAN
@@ -347,6 +350,10 @@ class PretrainConfig:
         if isinstance(self.model, Mapping):
             self.model = ModelConfig.from_dict(dict(self.model))
         coerce_numbers(self)
+        if isinstance(self.tokenizer_texts, str):
+            self.tokenizer_texts = (
+                [self.tokenizer_texts] if self.tokenizer_texts else []
+            )
 
     def verify(self) -> PretrainConfig:
         """Checks the whole config at once, naming the bad key."""
@@ -459,7 +466,9 @@ def open_corpus(cfg: PretrainConfig, model: ModelConfig) -> Any:
 
 
 def _train_tokenizer(cfg: PretrainConfig, source: Any, tok_dir: Path) -> None:
-    """A BPE tokenizer from the transcripts of the first training samples."""
+    """A BPE tokenizer from the transcripts of the first training samples, plus
+    ``tokenizer_texts`` and every printable ASCII character (so text unlike the
+    transcripts, e.g. capitalised captions, never maps to ``<unk>``)."""
     from densevid.shards import is_heldout
     from densevid.text import train_tokenizer
 
@@ -469,18 +478,36 @@ def _train_tokenizer(cfg: PretrainConfig, source: Any, tok_dir: Path) -> None:
             if is_heldout(raw["__key__"], cfg.heldout_fraction):
                 continue
             try:
-                video = source.decode(raw)
+                texts += [s["text"] for s in source.transcript(raw)]
             except DensevidError as e:
                 logger.warning("tokenizer: skipping sample: %s", e)
-                continue
-            texts += [s["text"] for s in video.speech]
-            if len(texts) and len(texts) >= cfg.tokenizer_samples:
+            if len(texts) >= cfg.tokenizer_samples:
                 break
         if len(texts) >= cfg.tokenizer_samples:
             break
+    texts += read_texts(cfg.tokenizer_texts)
+    texts.append(" ".join(ASCII_ALPHABET))
     train_tokenizer(
         texts, tok_dir, vocab_size=cfg.vocab_size, n_time_tokens=cfg.model.n_time_tokens
     )
+
+
+def read_texts(paths: Sequence[str]) -> list[str]:
+    """Captions of ActivityNet-format ``.json`` files, or lines of text files."""
+    from densevid.events import load_annotations
+
+    texts: list[str] = []
+    for path in paths:
+        if str(path).endswith(".json"):
+            videos = load_annotations(path)
+            texts += [e.text for v in videos.values() for e in v.events]
+        else:
+            try:
+                lines = Path(path).read_text(encoding="utf-8").splitlines()
+            except OSError as e:
+                raise DensevidError(f"{path}: cannot read tokenizer texts ({e})") from e
+            texts += [line for line in lines if line.strip()]
+    return texts
 
 
 def _first_video(source: Any, fraction: float) -> Any:

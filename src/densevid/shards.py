@@ -126,6 +126,10 @@ class CorpusSource:
         """A raw sample -> NarratedVideo; raises DensevidError for a bad sample."""
         raise NotImplementedError
 
+    def transcript(self, raw: dict[str, Any]) -> list[dict[str, Any]]:
+        """Only the speech segments of a raw sample (no features read or computed)."""
+        raise NotImplementedError
+
 
 class FeatureDirSource(CorpusSource):
     """Videos of a FEATURES directory with a complete visual and speech stream.
@@ -158,6 +162,11 @@ class FeatureDirSource(CorpusSource):
 
     def read(self, unit: str) -> Iterator[dict[str, Any]]:
         yield {"__key__": unit}
+
+    def transcript(self, raw: dict[str, Any]) -> list[dict[str, Any]]:
+        from densevid.features.cache import load_speech
+
+        return load_speech(self.root, self.speech, raw["__key__"])
 
     def decode(self, raw: dict[str, Any]) -> NarratedVideo:
         from densevid.data import row_times
@@ -246,6 +255,11 @@ class ShardSource(CorpusSource):
             audio,
             audio_times,
         )
+
+    def transcript(self, raw: dict[str, Any]) -> list[dict[str, Any]]:
+        where = f"{raw.get('__url__', '?')}:{raw['__key__']}"
+        metadata = _json(raw.get("json"), where) if "json" in raw else {}
+        return self._speech(raw, metadata, where)[0]
 
     def _speech(
         self, raw: dict[str, Any], metadata: dict[str, Any], where: str
