@@ -446,7 +446,7 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
         "events (generative + denoising), from a FEATURES directory or webdataset "
         "shards; fine-tune after with densevid train --init OUTPUT/last",
         "densevid pretrain --config configs/pretrain_synthetic.yaml "
-        "--set corpus=data/pre/features/webdataset\n"
+        "--set corpus=data/synth_pre/features/webdataset\n"
         "  torchrun --nproc_per_node 2 -m densevid pretrain --config "
         "configs/pretrain_synthetic.yaml --set num_workers=2",
     )
