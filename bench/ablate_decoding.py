@@ -23,8 +23,8 @@ METRICS = ("SODA_c", "CIDEr", "METEOR", "Bleu_4", "Precision", "Recall", "F1")
 SETTINGS = {
     "greedy": DecodingOptions(method="greedy"),
     "beam4": DecodingOptions(method="beam", beam_size=4),
-    "greedy, no grammar": DecodingOptions(method="greedy", constrained=False),
-    "beam4, no grammar": DecodingOptions(method="beam", beam_size=4, constrained=False),
+    "greedy-nogrammar": DecodingOptions(method="greedy", constrained=False),
+    "beam4-nogrammar": DecodingOptions(method="beam", beam_size=4, constrained=False),
 }
 
 

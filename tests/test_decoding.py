@@ -16,6 +16,16 @@ from densevid.text import TimeTokenizer, train_tokenizer
 LO, N, EOS, V = 10, 6, 1, 16  # time ids 10..15; text ids 2..9 (pad 0, eos 1)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models gain nothing from threads, and on a loaded 2-core machine two
+    threads per process make them several times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def reference_next(prefix: list[int]) -> set[int]:
     """Tokens that keep a sequence ``(t_s t_e text+)* </s>`` with t_e > t_s,
     starts non-decreasing and no start in the last bin: written independently."""
@@ -123,7 +133,7 @@ def overfitted():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if loss.item() < 0.01:
+        if loss.item() < 0.05:
             break
     return model.eval(), batch, targets
 

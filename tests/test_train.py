@@ -30,6 +30,16 @@ CAPTIONS = ["a red circle appears", "the blue square moves left", "a star grows"
 DIM, ROWS = 6, 12
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models gain nothing from threads, and on a loaded 2-core machine two
+    threads per process make them several times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def make_corpus(root: Path, n_videos: int = 8, seed: int = 0) -> Path:
     """Tiny features whose channel k lights up while caption k's event runs."""
     rng = np.random.default_rng(seed)
@@ -200,7 +210,11 @@ def test_resume_after_kill_continues_the_same_run(corpus):
     full = tiny_config(corpus, "full", **kw)
     train(full)
     broken = tiny_config(corpus, "broken", **kw)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
+        "OMP_NUM_THREADS": "1",
+    }
     proc = subprocess.run(
         [sys.executable, "-c", KILL_SCRIPT, json.dumps(broken.to_dict()), "5"],
         env=env,
