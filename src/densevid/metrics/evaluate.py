@@ -82,7 +82,7 @@ def evaluate(
         soda_references: "separate" (PDVC: each reference set alone, averaged),
             "merged" (SODA's CLI default) or "best" (SODA ``--multi_reference``).
         f1: F1 definition (the official script has none): "tiou" (VidChapters),
-            "average" or "video" (scenic Vid2Seq); see ``densevid.f1_scores``.
+            "average" or "video" (scenic Vid2Seq); see ``f1_scores``.
         skip_missing: reference videos without predictions: None follows each
             tool (densevid_eval counts them as 0, SODA skips them), True skips
             them everywhere (VidChapters), False counts them as 0 everywhere.
