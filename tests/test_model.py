@@ -161,3 +161,40 @@ def test_config_checks_and_round_trip(tmp_path):
     cfg = tiny_config()
     cfg.save(tmp_path / "c.json")
     assert ModelConfig.load(tmp_path / "c.json") == cfg
+
+
+def test_pretrained_lm_from_a_local_path_keeps_its_weights(tokenizer, tmp_path):
+    """The ``lm: t5-base`` case, offline: a T5 saved in a directory is loaded,
+    its vocabulary grown to hold the time tokens, its other weights untouched."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from densevid.text import load_tokenizer, train_tokenizer
+
+    torch.manual_seed(4)
+    plain = train_tokenizer(CAPTIONS * 3, vocab_size=200, n_time_tokens=N_TIME)
+    lm = T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=len(plain) - N_TIME,
+            d_model=32,
+            d_ff=64,
+            d_kv=8,
+            num_heads=4,
+            num_layers=1,
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
+    )
+    lm.save_pretrained(tmp_path / "t5")
+    plain.save_pretrained(tmp_path / "t5")
+    config = tiny_config(lm=str(tmp_path / "t5"))
+    model = build_model(config, load_tokenizer(tmp_path / "t5", N_TIME))
+    assert model.lm.get_input_embeddings().num_embeddings == len(plain)
+    assert config.vocab_size == len(plain) and config.d_model == 32
+    torch.testing.assert_close(
+        model.lm.decoder.block[0].layer[0].SelfAttention.q.weight,
+        lm.decoder.block[0].layer[0].SelfAttention.q.weight,
+    )
+    save_model(model, tmp_path / "ckpt")
+    loaded = load_model(tmp_path / "ckpt")  # needs neither the hub nor tmp/t5
+    assert loaded.config.lm_config["vocab_size"] == len(plain)
