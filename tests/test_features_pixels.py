@@ -14,7 +14,7 @@ def _block(row: np.ndarray, name: str, cfg: PixelsConfig = CFG) -> np.ndarray:
 
 
 def test_dim_and_layout():
-    assert CFG.dim == 16 * 16 * 3 + 8 * 8 * 4 + 8 * 8 * 3
+    assert CFG.dim == 16 * 16 * 3 + 8 * 8 * 4 + 8 * 8 * 3 + 8 * 14
     assert pixels_features(np.zeros((3, 64, 64, 3), np.uint8), CFG).shape == (
         3,
         CFG.dim,
@@ -114,3 +114,78 @@ def test_chunked_processing_equals_whole(monkeypatch):
     whole = pixels_features(frames, cfg)
     monkeypatch.setattr(pixels, "CHUNK_FRAMES", 50)
     np.testing.assert_array_equal(pixels_features(frames, cfg), whole)
+
+
+def _blobs(row: np.ndarray, cfg: PixelsConfig = CFG) -> np.ndarray:
+    return _block(row, "blobs", cfg)  # (n_hues, 14)
+
+
+def _scene(shape: str, colour, cx: float, cy: float, r: float) -> np.ndarray:
+    """One shape of half-size r (px) on a mid-grey 64 px frame."""
+    yy, xx = np.mgrid[0:64, 0:64] + 0.5
+    dx, dy = xx - cx, yy - cy
+    mask = {
+        "disc": dx**2 + dy**2 <= r**2,
+        "square": (abs(dx) <= r) & (abs(dy) <= r),
+        "triangle": (abs(dy) <= r) & (abs(dx) <= (dy + r) / 2),
+        "cross": ((abs(dx) <= r / 3) & (abs(dy) <= r))
+        | ((abs(dy) <= r / 3) & (abs(dx) <= r)),
+    }[shape]
+    img = np.full((64, 64, 3), 105, np.uint8)
+    img[mask] = colour
+    return img
+
+
+def test_blob_colour_position_and_size():
+    # red 16x16 square centred at (20, 40) px of 64: hue bin 0 only
+    frame = _scene("square", (230, 30, 30), 20.0, 40.0, 8.0)[None]
+    b = _blobs(pixels_features(frame, CFG)[0])
+    assert (b[1:, 0] == 0).all()
+    mass, x, y, sx, sy, corr = b[0, :6]
+    assert mass == pytest.approx(16 * 16 / 64**2, rel=1e-3)
+    assert (x, y) == pytest.approx((20 / 64, 40 / 64), abs=1e-4)
+    # spread of 16 equally weighted pixel centres: sqrt((16^2 - 1) / 12) px
+    assert (sx, sy) == pytest.approx((((16**2 - 1) / 12) ** 0.5 / 64,) * 2, rel=1e-4)
+    assert corr == pytest.approx(0, abs=1e-3)
+    # blue (hue 225 degrees) lands in bin 5 of 8 (centres every 45 degrees)
+    blue = _blobs(
+        pixels_features(_scene("disc", (0, 64, 255), 32, 32, 8)[None], CFG)[0]
+    )
+    assert blue[:, 0].argmax() == 5
+
+
+def test_blob_shape_fields_tell_shapes_apart():
+    fields = {}
+    for shape in ("disc", "square", "triangle", "cross"):
+        frame = _scene(shape, (40, 190, 60), 30.5, 33.5, 12.0)[None]
+        b = _blobs(pixels_features(frame, CFG)[0])
+        fields[shape] = b[b[:, 0].argmax(), 6:11]  # 4 edge fractions, compactness
+    sq, disc, cross = fields["square"], fields["disc"], fields["cross"]
+    assert sq[[0, 2]].sum() > 0.9  # a square's outline: horizontal and vertical
+    assert disc[[1, 3]].sum() > 0.4  # a disc's: all four orientations
+    assert fields["triangle"][[1, 3]].sum() > 0.3  # a triangle's sides: diagonals
+    compact = [fields[s][4] for s in ("disc", "square", "triangle", "cross")]
+    assert compact == sorted(compact)  # disc < square < triangle < cross
+    assert cross[4] > 1.3 * sq[4]
+
+
+def test_blob_motion_and_growth_per_second():
+    frames = np.stack(
+        [_scene("square", (230, 30, 30), 20 + 3 * i, 30, 6 + i) for i in range(3)]
+    )
+    cfg = PixelsConfig(fps=8.0, substeps=1)
+    b = _blobs(pixels_features(frames, cfg)[1], cfg)[0]
+    dx, dy, dmass = b[11:]
+    assert dx == pytest.approx(3 / 64 * 8, rel=1e-3)  # 3 px/frame at 8 frames/s
+    assert dy == pytest.approx(0, abs=1e-4)
+    assert dmass == pytest.approx((14**2 - 12**2) / 64**2 * 8, rel=1e-3)
+
+
+def test_colour_change_moves_mass_between_hue_bins():
+    frames = np.stack(
+        [_scene("disc", c, 32, 32, 10) for c in [(230, 30, 30), (40, 190, 60)]]
+    )
+    cfg = PixelsConfig(fps=8.0, substeps=1)
+    b = _blobs(pixels_features(frames, cfg)[1], cfg)
+    assert b[0, 13] < 0 and b[:, 13].max() > 0  # red loses, green gains
+    assert b[0, 11] == 0  # no centroid motion for a bin present in one frame only
