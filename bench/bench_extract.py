@@ -15,8 +15,14 @@ With ``--asr-quality`` it instead makes narrated synthetic videos (espeak-ng spe
 the narration) and scores the ``asr`` stream against the narration subtitles: word
 error rate, and precision/recall of speech time.
 
+With ``--shape-probe`` it checks the ``pixels`` design instead: 2,000 frames with
+one random shape (disc, square, triangle, cross) of random colour, size and place on
+a noisy grey background; a linear classifier (logistic regression) is trained on
+1,600 and tested on 400, once per feature block.
+
 Usage:  .venv/bin/python bench/bench_extract.py [--videos DIR] [--n-videos 10]
         .venv/bin/python bench/bench_extract.py --asr-quality [--n-videos 6]
+        .venv/bin/python bench/bench_extract.py --shape-probe
 """
 
 from __future__ import annotations
@@ -124,6 +130,48 @@ def asr_quality(tmp: Path, n_videos: int) -> None:
     )
 
 
+def shape_probe(n: int = 2000, side: int = 128) -> None:
+    """Linear-probe accuracy of shape from each pixels block (chance: 0.25)."""
+    from densevid.features.pixels import PixelsConfig, pixels_features
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:side, 0:side] + 0.5
+    palette = np.array(
+        [[225, 35, 35], [35, 190, 55], [45, 85, 235], [240, 215, 35], [165, 55, 210]]
+    )
+    frames, labels = [], []
+    for i in range(n):
+        shape, r = i % 4, rng.uniform(11, 22)
+        cx, cy = rng.uniform(r + 2, side - r - 2, 2)
+        dx, dy = xx - cx, yy - cy
+        mask = [
+            dx**2 + dy**2 <= r**2,
+            (abs(dx) <= r) & (abs(dy) <= r),
+            (abs(dy) <= r) & (abs(dx) <= (dy + r) / 2),
+            ((abs(dx) <= r / 3) & (abs(dy) <= r))
+            | ((abs(dy) <= r / 3) & (abs(dx) <= r)),
+        ][shape]
+        img = 105.0 + rng.normal(0, 15, (side, side, 1)) + np.zeros((1, 1, 3))
+        img[mask] = palette[rng.integers(len(palette))]
+        frames.append(np.clip(img, 0, 255).astype(np.uint8))
+        labels.append(shape)
+    cfg = PixelsConfig(substeps=1)
+    feats = torch.from_numpy(pixels_features(np.array(frames), cfg))
+    y = torch.tensor(labels)
+    for name, block in cfg.layout().items():
+        x = feats[:, block["start"] : block["stop"]]
+        x = (x - x[:1600].mean(0)) / (x[:1600].std(0) + 1e-6)
+        torch.manual_seed(0)
+        lin = torch.nn.Linear(x.shape[1], 4)
+        opt = torch.optim.Adam(lin.parameters(), 1e-3, weight_decay=1e-4)
+        for _ in range(400):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(lin(x[:1600]), y[:1600]).backward()
+            opt.step()
+        acc = (lin(x[1600:]).argmax(1) == y[1600:]).float().mean().item()
+        print(f"pixels block {name:7} ({x.shape[1]:4} dims): shape accuracy {acc:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=Path, help="directory of videos (default: synth)")
@@ -131,7 +179,11 @@ def main() -> None:
     ap.add_argument("--clip-frames", type=int, default=64, help="frames through CLIP")
     ap.add_argument("--skip-clip", action="store_true")
     ap.add_argument("--asr-quality", action="store_true", help="score asr instead")
+    ap.add_argument("--shape-probe", action="store_true", help="probe pixels blocks")
     args = ap.parse_args()
+    if args.shape_probe:
+        shape_probe()
+        return
     if args.asr_quality:
         asr_quality(Path(tempfile.mkdtemp(prefix="bench_asr_")), args.n_videos)
         return
