@@ -10,6 +10,8 @@ speech in real videos:
 4. ``densevid train`` at several fractions of the annotated training split, from
    scratch and with ``--init`` from the pretrained checkpoint (frames only), plus both
    with the transcript as encoder input (``model.speech_features=subtitles``) at 100%;
+   scratch runs use the pretrained model's tokenizer, so that only the initial
+   weights differ and per-token log-likelihoods compare;
 5. ``densevid predict`` + ``densevid eval`` of every ``best`` checkpoint on the test
    split: SODA_c, CIDEr, METEOR, F1 and the references' per-token log-likelihood.
 
@@ -215,6 +217,10 @@ def main() -> None:
             cmd = densevid("train", "--config", "configs/synthetic.yaml")
             if start == "pretrained":
                 cmd += ["--init", str(init)]
+            else:
+                # the same tokenizer as the pretrained model: only the weights
+                # differ, and per-token log-likelihoods are comparable across rows
+                cmd += ["--set", f"tokenizer={init}"]
             run(cmd + sets(overrides), log)
         preds, scores = run_dir / "test_preds.json", run_dir / "test_scores.json"
         ll_file = run_dir / "test_loglik.txt"
