@@ -29,13 +29,8 @@ import torch
 
 from densevid.features.cache import save_features, save_speech
 from densevid.features.extract import pack_webdataset
-from densevid.pretrain import (
-    Collator,
-    PretrainConfig,
-    PretrainTransform,
-    ensure_sentinels,
-    pretrain,
-)
+from densevid.pretrain import PretrainConfig, pretrain
+from densevid.pretrain_data import Collator, PretrainTransform, ensure_sentinels
 from densevid.shards import CorpusStream, ShardSource
 from densevid.text import TimeTokenizer, train_tokenizer
 

@@ -20,11 +20,14 @@ from densevid.features.extract import pack_webdataset
 from densevid.model import load_model
 from densevid.pretrain import (
     PretrainConfig,
-    collate_pretrain,
-    ensure_sentinels,
     init_model,
     load_pretrain_config,
     pretrain,
+)
+from densevid.pretrain_data import (
+    PretrainTransform,
+    collate_pretrain,
+    ensure_sentinels,
     random_span_mask,
     restore_spans,
     span_corrupt,
@@ -399,7 +402,6 @@ def test_collate_gives_frames_only_generative_and_corrupted_denoising(
     narrated, tokenizer
 ):
     from densevid.model import ModelConfig
-    from densevid.pretrain import PretrainTransform
 
     cfg = ModelConfig(**TINY_MODEL, visual_dim=DIM, speech_features="subtitles")
     tt = TimeTokenizer(tokenizer, 20)
