@@ -98,11 +98,8 @@ def shape_mask(shape: str, size: float) -> np.ndarray:
     elif shape == "triangle":  # apex up, base at the bottom of the box
         yt = (y + r) / (2 * r)  # 0 at the apex, 1 at the base
         inside = (yt >= 0) & (yt <= 1) & (np.abs(x) <= r * yt)
-    elif shape == "cross":
-        arm = r / 3
-        inside = ((np.abs(x) <= arm) & (np.abs(y) <= r)) | (
-            (np.abs(y) <= arm) & (np.abs(x) <= r)
-        )
+    elif shape == "diamond":  # a square on its corner: edges only at 45 and 135 deg
+        inside = np.abs(x) + np.abs(y) <= r
     else:
         raise ValueError(f"unknown shape {shape!r}")
     return inside.reshape(k, m, k, m).mean(axis=(1, 3)).astype(np.float32)

@@ -21,7 +21,9 @@ PLACEMENT_TRIES = 30  # random positions tried to keep a new object clear of oth
 COLLISION_STEP_S = 0.25  # time step of the overlap check between objects
 COLLISION_SLACK = 0.95  # boxes may touch, not overlap
 
-SHAPES = ("circle", "square", "triangle", "cross")
+# Told apart by edge orientation even in a thumbnail: a circle has edges at every
+# angle, a square at 0/90 degrees, a diamond at 45/135, a triangle at 45/135 and 0.
+SHAPES = ("circle", "square", "triangle", "diamond")
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (225, 35, 35),
     "green": (35, 190, 55),
@@ -30,8 +32,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (165, 55, 210),
 }
 COLOUR_NAMES = tuple(COLOURS)
-SMALL_PX = (22.0, 26.0)  # bounding-box side of a "small" object, px
-BIG_PX = (38.0, 44.0)  # ... of a "big" one
+SMALL_PX = (24.0, 28.0)  # bounding-box side of a "small" object, px
+BIG_PX = (40.0, 46.0)  # ... of a "big" one
 SIZE_SPLIT_PX = 32.0  # below: small, above: big
 MIN_MOVE_PX = 16.0  # a move covers at least this distance
 DIRECTIONS = {
