@@ -244,8 +244,13 @@ def blob_stats(masks: torch.Tensor) -> torch.Tensor:
     exy = torch.einsum("nkhw,h,w->nk", masks, ys, xs) / denom
     sx, sy = vx.sqrt(), vy.sqrt()
     corr = (exy - cx * cy) / (sx * sy).clamp_min(1e-6)
-    gx, gy = _gradients(masks.reshape(n * k, 1, h, w))
-    orient = edge_orientations_sum(gx, gy).reshape(n, k, N_ORIENTATIONS)
+    # outlines only of the bins present: most frames hold a few of the hues
+    idx = torch.nonzero(present.reshape(-1) > 0).squeeze(1)
+    orient = torch.zeros(n * k, N_ORIENTATIONS)
+    if len(idx):
+        gx, gy = _gradients(masks.reshape(n * k, 1, h, w)[idx])
+        orient[idx] = edge_orientations_sum(gx, gy)
+    orient = orient.reshape(n, k, N_ORIENTATIONS)
     perimeter = orient.sum(-1)  # px of outline (Sobel / 8 sums to 1 per px of edge)
     fractions = orient / perimeter.clamp_min(1e-6).unsqueeze(-1)
     compact = (perimeter**2 / (4 * torch.pi * denom)).clamp(0, MAX_COMPACTNESS)
