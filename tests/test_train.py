@@ -15,7 +15,13 @@ import torch
 
 from densevid.cli import main
 from densevid.data import crop_events, sample_rows
-from densevid.events import Event, VideoEvents, load_submission, save_annotations
+from densevid.events import (
+    Event,
+    VideoEvents,
+    load_annotations,
+    load_submission,
+    save_annotations,
+)
 from densevid.features.cache import save_features
 from densevid.train import (
     Dist,
@@ -308,6 +314,30 @@ def test_train_and_predict_commands(corpus, tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "perplexity" in out and "4 videos" in out
+    assert set(load_submission(preds)) == {"v0", "v1", "v2", "v3"}
+    # a video without features: one line, the others predicted, exit status 1
+    extra = load_annotations(corpus / "val.json")
+    extra["ghost"] = VideoEvents("ghost", (Event(1.0, 2.0, "a star grows"),), 5.0)
+    save_annotations(extra.values(), tmp_path / "with_ghost.json")
+    code = main(
+        [
+            "-q",
+            "predict",
+            str(Path(cfg.output_dir) / "best"),
+            "--features",
+            str(corpus / "features"),
+            "--annotations",
+            str(tmp_path / "with_ghost.json"),
+            "-o",
+            str(preds),
+            "--method",
+            "greedy",
+            "--max-length",
+            "16",
+        ]
+    )
+    assert code == 1
+    assert "ghost: no 'pixels' features" in capsys.readouterr().err
     assert set(load_submission(preds)) == {"v0", "v1", "v2", "v3"}
     # bad input is one line, not a traceback
     assert (

@@ -296,6 +296,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from densevid.data import VideoDataset
     from densevid.decoding import DecodingOptions, decode_dataset
     from densevid.events import load_annotations, save_submission
+    from densevid.features.cache import has_features
     from densevid.model import load_model
 
     device = args.device
@@ -309,7 +310,27 @@ def run_predict(args: argparse.Namespace) -> int:
     ).verify()
     model = load_model(args.checkpoint, device=device)
     videos = load_annotations(args.annotations)
-    dataset = VideoDataset(videos, args.features, model.config, model.time_tokenizer)
+    cfg = model.config
+    streams = [cfg.visual_features]
+    streams += [cfg.audio_features] if cfg.use_audio else []
+    streams += [cfg.speech_features] if cfg.use_speech else []
+    missing = {
+        (video_id, name)
+        for video_id in videos
+        for name in streams
+        if not has_features(args.features, name, video_id)
+    }
+    for video_id, name in sorted(missing):
+        print(
+            f"error: {video_id}: no '{name}' features in {args.features}",
+            file=sys.stderr,
+        )
+    videos = {k: v for k, v in videos.items() if k not in {m[0] for m in missing}}
+    if not videos:
+        raise DensevidError(
+            f"{args.features}: no video of {args.annotations} has features"
+        )
+    dataset = VideoDataset(videos, args.features, cfg, model.time_tokenizer)
     preds, stats = decode_dataset(
         model, dataset, options, batch_size=args.batch_size, verbose=not args.quiet
     )
@@ -319,7 +340,7 @@ def run_predict(args: argparse.Namespace) -> int:
         f"{args.output}: {len(preds)} videos, {n_events} events; references: "
         f"log-likelihood {stats.per_token:.4f}/token, perplexity {stats.perplexity:.3f}"
     )
-    return 0
+    return 1 if missing else 0
 
 
 # --- synth -------------------------------------------------------------------------
