@@ -615,6 +615,99 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- caption -----------------------------------------------------------------------
+
+
+def add_caption(sub: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        sub,
+        "caption",
+        "find and describe the events of video files: writes OUT/<video>.json "
+        "(submission), .srt, .vtt and .html (a report with the video and a timeline)",
+        "densevid caption talk.mp4 videos/ --model runs/synthetic/best -o out/",
+    )
+    p.add_argument("videos", nargs="+", help="video files or directories of videos")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="checkpoint directory written by 'densevid train'",
+    )
+    p.add_argument("-o", "--output-dir", default=".", help="where the files go")
+    p.add_argument(
+        "--format",
+        default="json,srt,vtt,html",
+        help="comma-separated: json, srt, vtt, txt (YouTube chapters), html, or all",
+    )
+    p.add_argument("--method", choices=["beam", "greedy"], default="beam")
+    p.add_argument("--beam-size", type=int, default=4)
+    p.add_argument("--max-events", type=int, help="keep the best-scored N events")
+    p.add_argument(
+        "--min-length", type=float, default=0.0, help="drop shorter events (s)"
+    )
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        help="drop events whose mean token log-probability is lower",
+    )
+    p.add_argument(
+        "--window",
+        type=float,
+        help="seconds the model sees per pass (default: the longest training "
+        "video; 0: the whole video at once)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def run_caption(args: argparse.Namespace) -> int:
+    import torch
+
+    from densevid.caption import CaptionOptions, caption_many, find_videos
+    from densevid.decoding import DecodingOptions
+    from densevid.model import load_model
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    options = CaptionOptions(
+        decoding=DecodingOptions(method=args.method, beam_size=args.beam_size),
+        window=args.window,
+        max_events=args.max_events,
+        min_length=args.min_length,
+        score_threshold=args.score_threshold,
+    ).verify()
+    videos, missing = find_videos(args.videos)
+    for path, problem in missing.items():
+        print(f"error: {path}: {problem}", file=sys.stderr)
+    if not videos:
+        print("error: no video to caption", file=sys.stderr)
+        return 1
+    model = load_model(args.model, device=device)
+    done, failed, timings = caption_many(
+        model,
+        videos,
+        args.output_dir,
+        options=options,
+        formats=args.format,
+        verbose=not args.quiet,
+    )
+    for problem in failed.values():
+        print(f"error: {problem}", file=sys.stderr)
+    n_events = sum(len(v) for v in done.values())
+    speed = ""
+    if timings.n_videos:
+        total = timings.decode_and_features + timings.generation
+        speed = (
+            f"; {timings.video_seconds / max(total, 1e-9):.1f}x real time "
+            f"(decode+features {timings.decode_and_features:.1f} s, "
+            f"generation {timings.generation:.1f} s)"
+        )
+    print(
+        f"captioned {len(done)} videos ({n_events} events) into {args.output_dir}, "
+        f"{len(failed) + len(missing)} failed{speed}"
+    )
+    return 1 if failed or missing else 0
+
+
 # --- main --------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
@@ -625,6 +718,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "extract": (add_extract, run_extract),
     "synth": (add_synth, run_synth),
     "pretrain": (add_pretrain, run_pretrain),
+    "caption": (add_caption, run_caption),
 }
 
 

@@ -136,6 +136,23 @@ class VideoDataset(torch.utils.data.Dataset):
         """Dimension of an extractor's features, read from the first video."""
         return int(self._stream(extractor, self.videos[0]).array.shape[1])
 
+    def extractor_options(self) -> dict[str, dict[str, Any]]:
+        """The options each stream's features were extracted with (their sidecars'
+        ``config``), read from the first video."""
+        from densevid.features.cache import load_features, load_speech_meta
+
+        cfg, video_id = self.config, self.videos[0].video_id
+        options = {}
+        for name in (cfg.visual_features, cfg.audio_features if cfg.use_audio else ""):
+            if name:
+                options[name] = load_features(self.root, name, video_id)[1].get(
+                    "config", {}
+                )
+        if cfg.use_speech:
+            meta = load_speech_meta(self.root, cfg.speech_features, video_id)
+            options[cfg.speech_features] = meta.get("config", {})
+        return options
+
     def _stream(self, extractor: str, video: VideoEvents) -> Stream:
         from densevid.features.cache import load_features
 

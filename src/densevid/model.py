@@ -82,6 +82,11 @@ class ModelConfig:
         audio_dim: dimension of the audio features (0: no audio stream).
         n_audio_frames: audio steps sampled per video.
         max_speech_tokens / max_target_tokens: sequence caps (tokens).
+        extractor_options: extractor name -> the options its training features were
+            made with (from their sidecars), so captioning a new video extracts the
+            same features.
+        max_duration: the longest training video (s); longer videos are captioned in
+            windows of this length.
         n_temporal_layers, n_temporal_heads: the temporal transformer.
         input_norm: LayerNorm over each input feature vector before its projection.
     """
@@ -109,6 +114,8 @@ class ModelConfig:
     speech_features: str = ""
     max_speech_tokens: int = 256
     max_target_tokens: int = 256
+    extractor_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_duration: float = 0.0
 
     def __post_init__(self) -> None:
         coerce_numbers(self)
@@ -309,6 +316,12 @@ class DenseVideoModel(nn.Module):
             use_cache=False,
         )
         return out.logits
+
+    def caption(self, video: str | os.PathLike, options: Any = None) -> Any:
+        """Events of one video file; see ``densevid.caption.caption``."""
+        from densevid.caption import caption
+
+        return caption(self, video, options)
 
     @torch.no_grad()
     def log_likelihood(

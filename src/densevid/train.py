@@ -565,6 +565,13 @@ def train(
             model = build_model(model_cfg, tokenizer)
         model.to(device).train()
         tt = model.time_tokenizer
+        if not resuming:  # what `densevid caption` needs to treat a new video alike
+            model_cfg.extractor_options = VideoDataset(
+                train_videos, cfg.features, model_cfg, tt, cache=False
+            ).extractor_options()
+            model_cfg.max_duration = max(
+                float(v.duration) for v in train_videos.values()
+            )
         train_set = VideoDataset(
             train_videos,
             cfg.features,

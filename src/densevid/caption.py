@@ -1,0 +1,298 @@
+"""From a video file to events: decode, extract the model's features, generate.
+
+``caption(model, "talk.mp4")`` is what ``densevid caption`` and
+``DenseVideoModel.caption`` run. The model sees a fixed number of frames per pass, so a
+video much longer than the training videos is captioned in overlapping windows whose
+events are merged: an event found in two windows is kept once (the one with the
+better score), which is what a user expects from a chapter list.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from densevid.data import collate, row_times, sample_rows, to_device
+from densevid.decoding import DecodingOptions, decode
+from densevid.errors import DensevidError
+from densevid.events import Event, VideoEvents
+
+logger = logging.getLogger(__name__)
+
+# Windows overlap by this fraction of their length, so an event cut by one window's
+# edge lies whole inside the next one.
+WINDOW_OVERLAP = 0.25
+# Two events from different windows whose tIoU reaches this are the same event.
+MERGE_TIOU = 0.5
+
+
+@dataclass(frozen=True)
+class CaptionOptions:
+    """What to generate and what to keep; change per call with ``dataclasses.replace``.
+
+    Attributes:
+        decoding: beam or greedy search and its settings.
+        window: seconds the model sees per pass; None uses the longest video the model
+            was trained on (``ModelConfig.max_duration``), 0 turns windows off.
+        max_events: keep at most this many events (best scores first), None for all.
+        min_length: drop events shorter than this (seconds).
+        score_threshold: drop events whose score (mean token log-probability, <= 0)
+            is below this.
+    """
+
+    decoding: DecodingOptions = field(default_factory=DecodingOptions)
+    window: float | None = None
+    max_events: int | None = None
+    min_length: float = 0.0
+    score_threshold: float | None = None
+
+    def verify(self) -> CaptionOptions:
+        self.decoding.verify()
+        if self.window is not None and self.window < 0:
+            raise DensevidError(f"window must be >= 0 seconds, got {self.window}")
+        if self.max_events is not None and self.max_events < 1:
+            raise DensevidError(f"max_events must be >= 1, got {self.max_events}")
+        if self.min_length < 0:
+            raise DensevidError(f"min_length must be >= 0, got {self.min_length}")
+        return self
+
+
+@dataclass
+class Timings:
+    """Seconds spent per stage, summed over videos (for the speed report)."""
+
+    decode_and_features: float = 0.0
+    generation: float = 0.0
+    n_videos: int = 0
+    video_seconds: float = 0.0
+
+
+def caption(
+    model: Any,
+    video: str | os.PathLike,
+    options: CaptionOptions | None = None,
+    *,
+    timings: Timings | None = None,
+) -> VideoEvents:
+    """Finds and describes the events of one video file.
+
+    Args:
+        model: a DenseVideoModel from ``load_model``.
+        video: path of the video file.
+        options: decoding and filtering options.
+        timings: if given, stage times are added to it.
+
+    Returns:
+        the video's events, sorted by start, with scores; ``duration`` is the video's.
+    """
+    from densevid.video import probe
+
+    options = (options or CaptionOptions()).verify()
+    path = Path(video)
+    tic = time.perf_counter()
+    info = probe(path)
+    streams = extract_streams(model, path, info.duration)
+    toc = time.perf_counter()
+    video_id = path.stem
+    events: list[Event] = []
+    for start, end in plan_windows(info.duration, window_length(model, options)):
+        items = [make_item(model, streams, video_id, start, end)]
+        batch = to_device(collate(items, model.tokenizer.pad_token_id), model.device)
+        (found,) = decode(model, batch, options.decoding)
+        events += [replace(e, start=e.start + start, end=e.end + start) for e in found]
+    events = merge_events(events)
+    events = filter_events(events, options, info.duration)
+    if timings is not None:
+        timings.decode_and_features += toc - tic
+        timings.generation += time.perf_counter() - toc
+        timings.n_videos += 1
+        timings.video_seconds += info.duration
+    return VideoEvents(video_id, tuple(events), info.duration).sorted()
+
+
+def extract_streams(model: Any, path: Path, duration: float) -> dict[str, Any]:
+    """Runs the extractors the model reads, with the options it was trained with."""
+    from densevid.features import get_extractor
+
+    cfg = model.config
+    names = [cfg.visual_features]
+    if cfg.use_audio:
+        names.append(cfg.audio_features)
+    if cfg.use_speech:
+        names.append(cfg.speech_features)
+    streams: dict[str, Any] = {}
+    for name in names:
+        extractor = get_extractor(name, **cfg.extractor_options.get(name, {}))
+        result = extractor(path)
+        if result.is_speech:
+            streams[name] = result.segments
+        else:
+            array = np.asarray(result.array, dtype=np.float32)
+            streams[name] = (array, row_times(result.meta, len(array), duration))
+    return streams
+
+
+def window_length(model: Any, options: CaptionOptions) -> float:
+    if options.window is not None:
+        return options.window
+    return float(getattr(model.config, "max_duration", 0.0) or 0.0)
+
+
+def plan_windows(duration: float, window: float) -> list[tuple[float, float]]:
+    """[start, end] windows covering the video; one window unless it is longer than
+    ``window`` by more than the overlap (0 turns windows off)."""
+    if window <= 0 or duration <= window * (1 + WINDOW_OVERLAP):
+        return [(0.0, duration)]
+    stride = window * (1 - WINDOW_OVERLAP)
+    n = int(np.ceil((duration - window) / stride)) + 1
+    starts = np.linspace(0.0, duration - window, n)
+    return [(float(s), float(s + window)) for s in starts]
+
+
+def make_item(
+    model: Any, streams: dict[str, Any], video_id: str, start: float, end: float
+) -> dict[str, Any]:
+    """One model input for the window [start, end] of a video (as ``VideoDataset``
+    builds it for training, without labels)."""
+    cfg = model.config
+    item: dict[str, Any] = {"video_id": video_id, "duration": end - start}
+    array, times = streams[cfg.visual_features]
+    item["visual"] = array[sample_rows(times, start, end, cfg.n_frames)]
+    if cfg.use_audio:
+        array, times = streams[cfg.audio_features]
+        item["audio"] = array[sample_rows(times, start, end, cfg.n_audio_frames)]
+    if cfg.use_speech:
+        speech = [
+            {
+                "start": max(s["start"], start) - start,
+                "end": min(s["end"], end) - start,
+                "text": s["text"],
+            }
+            for s in streams[cfg.speech_features]
+            if s["end"] > start and s["start"] < end
+        ]
+        item["speech_ids"] = model.time_tokenizer.encode_speech(
+            speech, end - start, cfg.max_speech_tokens
+        )
+    item["labels"] = []
+    return item
+
+
+def temporal_iou(a: Event, b: Event) -> float:
+    inter = max(0.0, min(a.end, b.end) - max(a.start, b.start))
+    union = max(a.end, b.end) - min(a.start, b.start)
+    return inter / union if union > 0 else 0.0
+
+
+def merge_events(events: list[Event], threshold: float = MERGE_TIOU) -> list[Event]:
+    """Keeps the best-scored of events that overlap by tIoU >= threshold (greedy
+    non-maximum suppression); events without a score rank last."""
+    ranked = sorted(events, key=lambda e: -(e.score if e.score is not None else -1e9))
+    kept: list[Event] = []
+    for e in ranked:
+        if all(temporal_iou(e, k) < threshold for k in kept):
+            kept.append(e)
+    return kept
+
+
+def filter_events(
+    events: list[Event], options: CaptionOptions, duration: float
+) -> list[Event]:
+    out = []
+    for e in events:
+        e = replace(e, start=min(e.start, duration), end=min(e.end, duration))
+        if e.length < options.min_length or e.length <= 0:
+            continue
+        if options.score_threshold is not None and (
+            e.score is None or e.score < options.score_threshold
+        ):
+            continue
+        out.append(e)
+    if options.max_events is not None:
+        out = sorted(out, key=lambda e: -(e.score or -1e9))[: options.max_events]
+    return out
+
+
+def find_videos(paths: list[str]) -> tuple[list[Path], dict[str, str]]:
+    """Video files named directly or found in directories (by extension, sorted).
+
+    Returns:
+        (videos, path -> problem for paths that do not exist or hold no video).
+    """
+    from densevid.events import VIDEO_EXTENSIONS
+
+    videos: list[Path] = []
+    problems: dict[str, str] = {}
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(
+                f
+                for f in p.iterdir()
+                if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS
+            )
+            if not found:
+                problems[raw] = "directory holds no video file"
+            videos += found
+        elif p.is_file():
+            videos.append(p)
+        else:
+            problems[raw] = "no such file or directory"
+    return videos, problems
+
+
+def caption_many(
+    model: Any,
+    videos: list[Path],
+    out_dir: str | os.PathLike,
+    *,
+    options: CaptionOptions | None = None,
+    formats: str = "json,srt,vtt,html",
+    verbose: bool = True,
+) -> tuple[dict[str, VideoEvents], dict[str, str], Timings]:
+    """Captions several videos and writes each one's files; a failing video is
+    recorded and the rest go on.
+
+    Returns:
+        (video path -> events, video path -> error message, stage timings).
+    """
+    from tqdm import tqdm
+
+    from densevid.writers import get_writer
+
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DensevidError(f"{out_dir}: cannot create the output directory") from e
+    if not os.access(out_dir, os.W_OK):
+        raise DensevidError(f"{out_dir}: output directory is not writable")
+    writer = get_writer(formats, out_dir)
+    stems: dict[str, Path] = {}
+    for v in videos:
+        if v.stem in stems:
+            raise DensevidError(
+                f"{v} and {stems[v.stem]} would write the same output files "
+                f"({v.stem}.*); caption them into different directories"
+            )
+        stems[v.stem] = v
+    done: dict[str, VideoEvents] = {}
+    failed: dict[str, str] = {}
+    timings = Timings()
+    with torch.inference_mode():
+        for v in tqdm(videos, desc="caption", unit="video", disable=not verbose):
+            try:
+                events = caption(model, v, options, timings=timings)
+                writer(events, video_path=str(v))
+                done[str(v)] = events
+            except DensevidError as e:
+                message = str(e)
+                failed[str(v)] = message if str(v) in message else f"{v}: {message}"
+                logger.debug("caption failed: %s", failed[str(v)])
+    return done, failed, timings

@@ -1,0 +1,136 @@
+"""From video files to event files: windows, merging, filters, and the command on
+good and bad inputs with a tiny random model."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from densevid.caption import (
+    CaptionOptions,
+    filter_events,
+    merge_events,
+    plan_windows,
+)
+from densevid.cli import main
+from densevid.errors import DensevidError
+from densevid.events import Event, load_submission
+from densevid.features import get_extractor
+from densevid.model import ModelConfig, build_model, load_model, save_model
+from densevid.text import train_tokenizer
+from test_features_extract import make_video
+
+PIXELS = {"fps": 2.0, "n_hues": 0}  # the blob block is slow and not needed here
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny random model saved as `densevid train` saves one, reading pixels."""
+    root = tmp_path_factory.mktemp("caption")
+    video = make_video(root / "probe.mp4", 2.0)
+    dim = get_extractor("pixels", **PIXELS)(video).array.shape[1]
+    torch.manual_seed(0)
+    tok = train_tokenizer(["a red square moves right"] * 4, vocab_size=120)
+    config = ModelConfig(
+        d_model=32,
+        d_ff=64,
+        d_kv=8,
+        n_heads=4,
+        n_layers=1,
+        n_decoder_layers=1,
+        n_frames=8,
+        visual_dim=dim,
+        n_temporal_layers=1,
+        n_temporal_heads=4,
+        extractor_options={"pixels": PIXELS},
+        max_duration=4.0,
+    )
+    save_model(build_model(config, tok), root / "model")
+    return root / "model"
+
+
+def test_windows_cover_the_video_with_overlap():
+    assert plan_windows(30.0, 40.0) == [(0.0, 30.0)]
+    assert plan_windows(45.0, 40.0) == [(0.0, 45.0)]  # within the overlap
+    assert plan_windows(100.0, 0.0) == [(0.0, 100.0)]
+    windows = plan_windows(100.0, 40.0)
+    assert windows[0][0] == 0.0 and windows[-1][1] == pytest.approx(100.0)
+    for (_, e0), (s1, e1) in zip(windows, windows[1:], strict=False):
+        assert e1 - s1 == pytest.approx(40.0)
+        assert s1 < e0 and (e0 - s1) >= 0.25 * 40.0 - 1e-9  # overlap at least 25%
+
+
+def test_merge_keeps_the_best_of_duplicates():
+    a = Event(10.0, 20.0, "a", -0.5)
+    b = Event(11.0, 20.0, "b", -0.2)  # same event seen in another window
+    c = Event(30.0, 40.0, "c", -1.0)
+    assert sorted(merge_events([a, b, c]), key=lambda e: e.start) == [b, c]
+
+
+def test_filters():
+    events = [Event(0, 1, "short", -0.1), Event(0, 5, "ok", -0.3), Event(2, 9, "x", -2)]
+    opts = CaptionOptions(min_length=2.0, score_threshold=-1.0)
+    assert filter_events(events, opts, 8.0) == [Event(0, 5, "ok", -0.3)]
+    best = filter_events(events, CaptionOptions(max_events=1), 8.0)
+    assert best == [Event(0, 1, "short", -0.1)]
+    with pytest.raises(DensevidError, match="max_events"):
+        CaptionOptions(max_events=0).verify()
+
+
+def test_model_caption_returns_events_inside_the_video(checkpoint, tmp_path):
+    video = make_video(tmp_path / "clip.mp4", 6.0)
+    model = load_model(checkpoint)
+    greedy = replace(CaptionOptions().decoding, method="greedy", max_length=40)
+    # max_duration 4 s: a 6 s video goes through two overlapping windows
+    events = model.caption(video, CaptionOptions(decoding=greedy))
+    assert events.video_id == "clip"
+    assert events.duration == pytest.approx(6.0, abs=0.2)
+    starts = [e.start for e in events]
+    assert starts == sorted(starts)
+    for e in events:
+        assert 0 <= e.start < e.end <= events.duration
+
+
+def test_command_writes_files_and_reports_bad_inputs(checkpoint, tmp_path, capsys):
+    good = make_video(tmp_path / "good.mp4", 3.0)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    out = tmp_path / "out"
+    argv = ["caption", str(good), str(empty), str(text), str(tmp_path / "nope.mp4")]
+    argv += ["--model", str(checkpoint), "-o", str(out), "--method", "greedy"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3, captured.err
+    assert any("empty.mp4" in line for line in errors)
+    assert any("notes.mp4" in line for line in errors)
+    assert any("nope.mp4: no such file" in line for line in errors)
+    assert "captioned 1 videos" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "good.html",
+        "good.json",
+        "good.srt",
+        "good.vtt",
+    ]
+    videos = load_submission(out / "good.json")
+    assert list(videos) == ["good"]
+    assert json.loads((out / "good.json").read_text())["version"]
+
+
+def test_unwritable_output_is_one_error(checkpoint, tmp_path, capsys):
+    good = make_video(tmp_path / "good.mp4", 2.0)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = ["caption", str(good), "--model", str(checkpoint), "-o", str(blocker)]
+    assert main([*argv, "--method", "greedy"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {blocker}: cannot create the output directory"]
+
+
+def test_missing_model_is_one_error(tmp_path, capsys):
+    good = make_video(tmp_path / "good.mp4", 2.0)
+    assert main(["caption", str(good), "--model", str(tmp_path / "none")]) == 2
+    assert "not a checkpoint directory" in capsys.readouterr().err
