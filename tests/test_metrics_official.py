@@ -36,7 +36,7 @@ import pytest
 
 from densevid.metrics import evaluate_files
 
-TOL = 1e-9  # the issue asks for 1e-5; we agree to rounding
+TOL = 1e-9  # the issue asks for 1e-5; we agree to rounding (one exception below)
 
 EDGE_REF_1 = {
     "v_a": {
@@ -208,11 +208,11 @@ SAMPLE_2021 = {
 }
 
 
-def _check(got: dict[str, float], expected: dict[str, float]) -> None:
+def _check(got: dict[str, float], expected: dict[str, float], tol=TOL) -> None:
     wrong = {
         k: (v, got.get(k))
         for k, v in expected.items()
-        if got.get(k) is None or abs(got[k] - v) > TOL
+        if got.get(k) is None or abs(got[k] - v) > tol
     }
     assert not wrong, f"differs from the official script (official, ours): {wrong}"
 
@@ -297,4 +297,8 @@ def test_bmt_val_1(shared_data):
         )
     _check(got, BMT_VAL_1)
     _check(soda, {"SODA_c": 0.07819430351016593})
-    _check(both, BMT_VAL_1_VS_VAL_1_2)
+    # Stanford's PTBTokenizer reads a line-final "T." as an initial or not depending
+    # on the line after it in the official script's batch file: for one of the
+    # 4,483 videos the official run keeps "capital t." where we (one sentence at a
+    # time, our order) get "capital t"; only METEOR sees it, 2e-8 lower here.
+    _check(both, BMT_VAL_1_VS_VAL_1_2, tol=1e-7)
