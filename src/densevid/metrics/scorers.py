@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from densevid.errors import DensevidError
+from densevid.metrics.meteor_pool import POOL_CLASS, pool_classpath
 from densevid.metrics.tokenize import JVM_TEXT, coco_jar, java_executable
 
 logger = logging.getLogger(__name__)
@@ -60,13 +61,12 @@ def default_workers() -> int:
 class _MeteorProcess:
     """One ``meteor-1.5.jar -stdio`` process answering pipelined request lines."""
 
-    def __init__(self, java: str, jar: str) -> None:
+    def __init__(self, cmd: list[str], cwd: str) -> None:
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
-        cmd = [java, *METEOR_JVM, "-jar", jar, *METEOR_ARGS]
         try:
             self.proc = subprocess.Popen(
                 cmd,
-                cwd=os.path.dirname(jar),
+                cwd=cwd,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self.stderr,
@@ -147,8 +147,10 @@ class Meteor:
     """METEOR 1.5 (pycocoevalcap's jar and settings) in long-lived processes.
 
     Starting one costs ~7 s (it loads the paraphrase table), so keep one instance
-    for many evaluations: statistics of pairs already scored are cached. Use as a
-    context manager or call ``close()``.
+    for many evaluations: statistics of pairs already scored are cached. With
+    several workers and a ``javac`` at hand they are threads of one JVM
+    (``meteor_pool.py``), else one jar process each. Use as a context manager or
+    call ``close()``.
 
     Args:
         n_workers: processes to run side by side (default: one per core, at
@@ -159,8 +161,17 @@ class Meteor:
     def __init__(self, n_workers: int | None = None, java: str | None = None):
         self.n_workers = n_workers or default_workers()
         java = java or java_executable()
-        jar = str(coco_jar("meteor", "meteor-1.5.jar"))
-        self._procs = [_MeteorProcess(java, jar) for _ in range(self.n_workers)]
+        jar = coco_jar("meteor", "meteor-1.5.jar")
+        cwd = str(jar.parent)
+        pool = pool_classpath(java, jar) if self.n_workers > 1 else None
+        if pool:  # one JVM, one paraphrase table, n_workers scoring threads
+            classpath = f"{jar}{os.pathsep}{pool}"
+            cmd = [java, *METEOR_JVM, "-cp", classpath, POOL_CLASS]
+            cmd += [str(self.n_workers), *METEOR_ARGS]
+            self._procs = [_MeteorProcess(cmd, cwd)]
+        else:  # exactly pycocoevalcap's process, once per worker
+            cmd = [java, *METEOR_JVM, "-jar", str(jar), *METEOR_ARGS]
+            self._procs = [_MeteorProcess(cmd, cwd) for _ in range(self.n_workers)]
         self._stats: dict[tuple[str, str], str] = {}
 
     def __enter__(self) -> Meteor:
