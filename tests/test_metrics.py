@@ -377,3 +377,11 @@ def _dur(v: VideoEvents) -> VideoEvents:
 
 def test_shared_tokenizer_is_reused():
     assert shared_tokenizer() is shared_tokenizer()
+
+
+def test_meteor_pool_needs_javac(monkeypatch, tmp_path):
+    from densevid.metrics.meteor_pool import pool_classpath
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no javac anywhere
+    assert pool_classpath(str(tmp_path / "java"), tmp_path / "meteor.jar") is None
