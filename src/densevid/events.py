@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -192,18 +191,13 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DensevidError(f"{p}: cannot read ({e.strerror})") from e
 
 
-def write_json_atomic(obj: Any, path: str | os.PathLike, *, indent: int | None = None):
-    """Writes JSON through a temporary file and a rename, so readers never see half."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=indent, ensure_ascii=False)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_json_atomic(
+    obj: Any, path: str | os.PathLike, *, indent: int | None = None
+) -> Path:
+    """Writes JSON atomically, so readers never see half a file."""
+    from densevid.atomic import write_text_atomic
+
+    return write_text_atomic(json.dumps(obj, indent=indent, ensure_ascii=False), path)
 
 
 def strip_video_extension(video_id: str) -> str:

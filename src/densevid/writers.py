@@ -11,7 +11,6 @@ renamed into place) so a reader never sees half a file. Each writer writes
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import html
 import json
@@ -19,11 +18,11 @@ import logging
 import math
 import os
 import re
-import tempfile
 import urllib.parse
 from importlib import resources
 from pathlib import Path
 
+from densevid.atomic import write_text_atomic
 from densevid.errors import DensevidError
 from densevid.events import Event, VideoEvents, submission_dict
 
@@ -79,40 +78,6 @@ def format_timestamp(
     if digits:
         text += f"{decimal_marker}{frac:0{digits}d}"
     return text
-
-
-def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """Writes UTF-8 text through a temporary file and a rename.
-
-    The file gets the usual permissions (0666 less the umask), not mkstemp's 0600, so
-    a report can be served by a web server like any other file.
-    """
-    p = Path(path)
-    tmp = None
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, p)
-    except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        reason = e.strerror or str(e)
-        raise DensevidError(f"{p}: cannot write ({reason})") from e
-    except UnicodeEncodeError as e:  # a lone surrogate, e.g. from a JSON "\ud800"
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        bad = e.object[e.start : e.end]
-        raise DensevidError(
-            f"{p}: cannot write {bad!r}: not valid Unicode text ({e.reason})"
-        ) from e
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
 
 
 class ResultWriter:
@@ -513,11 +478,3 @@ def _report_template() -> tuple[str, str]:
         digest = hashlib.sha256(scripts[0].encode("utf-8")).digest()
         _TEMPLATE = (text, "sha256-" + base64.b64encode(digest).decode("ascii"))
     return _TEMPLATE
-
-
-@functools.cache
-def _umask() -> int:
-    """The process umask, read once (reading it means setting it, briefly)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

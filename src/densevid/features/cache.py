@@ -24,13 +24,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from densevid.atomic import atomic_write
 from densevid.errors import DensevidError
 
 logger = logging.getLogger(__name__)
@@ -106,8 +106,8 @@ def save_features(
     npy, js = feature_paths(root, extractor, video_id)
     npy.parent.mkdir(parents=True, exist_ok=True)
     js.unlink(missing_ok=True)  # the sidecar marks completeness: drop it first
-    _write_atomic(npy, lambda f: np.save(f, arr, allow_pickle=False), binary=True)
-    _write_atomic(js, lambda f: json.dump(_jsonable(sidecar), f, indent=1))
+    atomic_write(npy, lambda f: np.save(f, arr, allow_pickle=False), binary=True)
+    atomic_write(js, lambda f: json.dump(_jsonable(sidecar), f, indent=1))
     return npy
 
 
@@ -168,7 +168,7 @@ def save_speech(
     )
     path = speech_path(root, extractor, video_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(
+    atomic_write(
         path, lambda f: json.dump(_jsonable(obj), f, indent=1, ensure_ascii=False)
     )
     return path
@@ -263,23 +263,6 @@ def _stream_dir(root: str | os.PathLike, extractor: str, video_id: str) -> Path:
         if not name or "/" in name or "\\" in name or name in (".", ".."):
             raise DensevidError(f"invalid {what} {name!r}: must be a plain file name")
     return Path(root) / extractor
-
-
-def _write_atomic(path: Path, write, *, binary: bool = False) -> None:
-    """Calls write(file) on a temporary file beside ``path``, then renames it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else _UTF8)) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-_UTF8 = {"encoding": "utf-8"}
 
 
 def _read_json(path: Path) -> Any:
