@@ -558,6 +558,24 @@ def test_pretrain_command_then_train_init_fine_tunes(shards, tmp_path, capsys):
     enc = [k for k in src.state_dict() if k.startswith("lm.encoder.block")]
     assert enc and not set(enc) & set(changed)
 
+    # features of another dimension: one line naming them, not a torch error
+    wide = tmp_path / "wide"
+    for i in range(10):
+        save_features(
+            wide,
+            "pixels",
+            f"v{i:02d}",
+            np.ones((ROWS, DIM + 3), np.float32),
+            {"fps": 1.0, "duration": 8.0 + i},
+        )
+    wide_args = [a.replace(str(root), str(wide)) for a in args]
+    wide_args = [
+        a.replace(str(tmp_path / "ft"), str(tmp_path / "ft2")) for a in wide_args
+    ]
+    assert main(wide_args) == 2
+    err = capsys.readouterr().err
+    assert f"features are {DIM + 3}-d but the model reads {DIM}-d" in err
+
 
 def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(DensevidError, match="unknown keys"):

@@ -565,10 +565,18 @@ def train(
             model = build_model(model_cfg, tokenizer)
         model.to(device).train()
         tt = model.time_tokenizer
+        probe = VideoDataset(train_videos, cfg.features, model_cfg, tt, cache=False)
+        streams = [(model_cfg.visual_features, model_cfg.visual_dim)]
+        if model_cfg.use_audio:
+            streams.append((model_cfg.audio_features, model_cfg.audio_dim))
+        for name, dim in streams:
+            if probe.feature_dim(name) != dim:
+                raise DensevidError(
+                    f"{cfg.features}/{name}: features are {probe.feature_dim(name)}-d "
+                    f"but the model reads {dim}-d (extracted with other options?)"
+                )
         if not resuming:  # what `densevid caption` needs to treat a new video alike
-            model_cfg.extractor_options = VideoDataset(
-                train_videos, cfg.features, model_cfg, tt, cache=False
-            ).extractor_options()
+            model_cfg.extractor_options = probe.extractor_options()
             model_cfg.max_duration = max(
                 float(v.duration) for v in train_videos.values()
             )
