@@ -291,7 +291,6 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    import torch
 
     from densevid.data import VideoDataset
     from densevid.decoding import DecodingOptions, decode_dataset
@@ -299,16 +298,13 @@ def run_predict(args: argparse.Namespace) -> int:
     from densevid.features.cache import has_features
     from densevid.model import load_model
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     options = DecodingOptions(
         method=args.method,
         beam_size=args.beam_size,
         max_length=args.max_length,
         constrained=not args.no_constraint,
     ).verify()
-    model = load_model(args.checkpoint, device=device)
+    model = load_model(args.checkpoint, device=args.device)
     videos = load_annotations(args.annotations)
     cfg = model.config
     streams = [cfg.visual_features]
@@ -659,15 +655,11 @@ def add_caption(sub: argparse._SubParsersAction) -> None:
 
 
 def run_caption(args: argparse.Namespace) -> int:
-    import torch
 
     from densevid.caption import CaptionOptions, caption_many, find_videos
     from densevid.decoding import DecodingOptions
     from densevid.model import load_model
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     options = CaptionOptions(
         decoding=DecodingOptions(method=args.method, beam_size=args.beam_size),
         window=args.window,
@@ -681,7 +673,7 @@ def run_caption(args: argparse.Namespace) -> int:
     if not videos:
         print("error: no video to caption", file=sys.stderr)
         return 1
-    model = load_model(args.model, device=device)
+    model = load_model(args.model, device=args.device)
     done, failed, timings = caption_many(
         model,
         videos,

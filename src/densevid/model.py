@@ -425,6 +425,8 @@ def load_model(
 ) -> DenseVideoModel:
     """Loads a checkpoint directory (config.json + model.safetensors + tokenizer).
 
+    ``device="auto"`` picks CUDA when a GPU is visible.
+
     Returns the model in eval mode with its tokenizer attached (``model.tokenizer``).
     """
     from safetensors.torch import load_model as load_safetensors
@@ -445,6 +447,8 @@ def load_model(
     except (RuntimeError, OSError) as e:
         raise DensevidError(f"{path / WEIGHTS_NAME}: weights do not fit ({e})") from e
     model.tokenizer = tokenizer
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device is not None:
         model.to(device)
     return model.eval()
