@@ -44,6 +44,37 @@ def _subparser(
     )
 
 
+def _add_run_options(p: argparse.ArgumentParser, config_class: str) -> None:
+    """--config, --set and --no-resume, shared by the training-run commands."""
+    p.add_argument("--config", help=f"YAML config ({config_class} fields)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (dotted for sections: model.d_model=128)",
+    )
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start afresh even if OUTPUT/last exists (it is overwritten)",
+    )
+
+
+def _run_overrides(args: argparse.Namespace) -> list[str]:
+    return [*args.overrides, *(["resume=false"] if args.no_resume else [])]
+
+
+def _print_summary(summary: dict) -> None:
+    """The run's JSON summary, once: from rank 0 under torchrun."""
+    import json
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary, indent=1))
+
+
 # --- check -------------------------------------------------------------------------
 
 
@@ -219,20 +250,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "--set model.d_model=128\n  torchrun --nproc_per_node 2 -m densevid train "
         "--config configs/synthetic.yaml",
     )
-    p.add_argument("--config", help="YAML config (densevid.train.TrainConfig fields)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (dotted for sections: model.d_model=128)",
-    )
-    p.add_argument(
-        "--no-resume",
-        action="store_true",
-        help="start afresh even if OUTPUT/last exists (it is overwritten)",
-    )
+    _add_run_options(p, "densevid.train.TrainConfig")
     p.add_argument(
         "--init",
         metavar="CHECKPOINT",
@@ -242,19 +260,12 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import json
-
     from densevid.train import load_config, train
 
-    overrides = list(args.overrides)
-    if args.no_resume:
-        overrides.append("resume=false")
+    overrides = _run_overrides(args)
     if args.init:
         overrides.append(f"init={args.init}")
-    config = load_config(args.config, overrides)
-    summary = train(config, verbose=not args.quiet)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
-        print(json.dumps(summary, indent=1))
+    _print_summary(train(load_config(args.config, overrides), verbose=not args.quiet))
     return 0
 
 
@@ -467,37 +478,14 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
         "  torchrun --nproc_per_node 2 -m densevid pretrain --config "
         "configs/pretrain_synthetic.yaml --set num_workers=2",
     )
-    p.add_argument(
-        "--config", help="YAML config (densevid.pretrain.PretrainConfig fields)"
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (dotted for sections: model.d_model=128)",
-    )
-    p.add_argument(
-        "--no-resume",
-        action="store_true",
-        help="start afresh even if OUTPUT/last exists (it is overwritten)",
-    )
+    _add_run_options(p, "densevid.pretrain.PretrainConfig")
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    import json
-    import os
-
     from densevid.pretrain import load_pretrain_config, pretrain
 
-    overrides = list(args.overrides)
-    if args.no_resume:
-        overrides.append("resume=false")
-    config = load_pretrain_config(args.config, overrides)
-    summary = pretrain(config, verbose=not args.quiet)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(summary, indent=1))
+    config = load_pretrain_config(args.config, _run_overrides(args))
+    _print_summary(pretrain(config, verbose=not args.quiet))
     return 0
 
 

@@ -174,41 +174,9 @@ def load_pretrain_config(
 ) -> PretrainConfig:
     """A YAML config plus ``key=value`` overrides (dotted for sections), read the
     way ``densevid train`` reads its configs."""
-    return PretrainConfig.from_dict(_read_config_dict(path, overrides))
+    from densevid.train import read_config_dict
 
-
-def _read_config_dict(
-    path: str | os.PathLike | None, overrides: Sequence[str]
-) -> dict[str, Any]:
-    import yaml
-
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise DensevidError(f"{p}: no such config file")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise DensevidError(f"{p}: not valid YAML ({e})") from e
-        if not isinstance(data, dict):
-            raise DensevidError(f"{p}: expected a mapping of config keys")
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise DensevidError(f"override {item!r}: expected key=value")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        target = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise DensevidError(f"override {item!r}: {part} is not a section")
-        target[parts[-1]] = value
-    return data
+    return PretrainConfig.from_dict(read_config_dict(path, overrides))
 
 
 def open_corpus(cfg: PretrainConfig, model: ModelConfig) -> Any:
@@ -362,25 +330,21 @@ def pretrain(
         _copy_checkpoint,
         _save_checkpoint,
         compute_loss,
+        device_kind,
         init_distributed,
         load_training_state,
         lr_factor,
         make_optimizer,
+        process_device,
     )
 
     cfg.verify()
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    use_cuda = cfg.device == "cuda" or (
-        cfg.device == "auto" and torch.cuda.is_available()
-    )
-    if use_cuda and not torch.cuda.is_available():
-        raise DensevidError("pretrain config: device=cuda but no CUDA GPU is visible")
-    dist = init_distributed("cuda" if use_cuda else "cpu")
+    kind = device_kind(cfg.device, "pretrain config")
+    dist = init_distributed(kind)
     try:
-        device = (
-            torch.device("cuda", dist.local_rank) if use_cuda else torch.device("cpu")
-        )
+        device = process_device(kind, dist)
         out = Path(cfg.output_dir)
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)

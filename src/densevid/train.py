@@ -138,10 +138,18 @@ class TrainConfig:
 def load_config(
     path: str | os.PathLike | None, overrides: Sequence[str] = ()
 ) -> TrainConfig:
-    """Reads a YAML (or JSON) config and applies ``key=value`` overrides.
+    """Reads a YAML (or JSON) config and applies ``key=value`` overrides."""
+    return TrainConfig.from_dict(read_config_dict(path, overrides))
+
+
+def read_config_dict(
+    path: str | os.PathLike | None, overrides: Sequence[str] = ()
+) -> dict[str, Any]:
+    """A YAML (or JSON) config file as a dict, with ``key=value`` overrides applied.
 
     Keys may be dotted (``model.d_model=128``); values are parsed as YAML, so
-    ``true``, ``3e-4`` and ``[a.json, b.json]`` work.
+    ``true``, ``3e-4`` and ``[a.json, b.json]`` work. ``densevid pretrain`` reads its
+    configs the same way.
     """
     import yaml
 
@@ -171,7 +179,7 @@ def load_config(
             if not isinstance(target, dict):
                 raise DensevidError(f"override {item!r}: {part} is not a section")
         target[parts[-1]] = value
-    return TrainConfig.from_dict(data)
+    return data
 
 
 # --- distributed ---------------------------------------------------------------------
@@ -409,12 +417,20 @@ def epoch_of(n_items: int, step: int, cfg: TrainConfig, dist: Dist) -> int:
 # --- the run -------------------------------------------------------------------------
 
 
-def _device(cfg: TrainConfig, dist: Dist) -> torch.device:
-    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+def device_kind(device: str, what: str = "train config") -> str:
+    """'auto', 'cpu' or 'cuda' -> 'cuda' or 'cpu', checking that a GPU is there."""
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise DensevidError("train config: device=cuda but no CUDA GPU is visible")
-        return torch.device("cuda", dist.local_rank)
-    return torch.device("cpu")
+            raise DensevidError(f"{what}: device=cuda but no CUDA GPU is visible")
+        return "cuda"
+    return "cpu"
+
+
+def process_device(kind: str, dist: Dist) -> torch.device:
+    """This process's device: its local GPU under torchrun, or the CPU."""
+    return (
+        torch.device("cuda", dist.local_rank) if kind == "cuda" else torch.device("cpu")
+    )
 
 
 def _prepare_tokenizer(cfg: TrainConfig, train_videos, out: Path, dist: Dist):
@@ -518,16 +534,10 @@ def train(
     cfg.verify()
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    device_kind = (
-        "cuda"
-        if (
-            cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-        )
-        else "cpu"
-    )
-    dist = init_distributed(device_kind)
+    kind = device_kind(cfg.device)
+    dist = init_distributed(kind)
     try:
-        device = _device(cfg, dist)
+        device = process_device(kind, dist)
         out = Path(cfg.output_dir)
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
