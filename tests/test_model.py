@@ -198,3 +198,41 @@ def test_pretrained_lm_from_a_local_path_keeps_its_weights(tokenizer, tmp_path):
     save_model(model, tmp_path / "ckpt")
     loaded = load_model(tmp_path / "ckpt")  # needs neither the hub nor tmp/t5
     assert loaded.config.lm_config["vocab_size"] == len(plain)
+
+
+def test_time_pointer_scores_time_tokens_by_their_frames(tokenizer, tmp_path):
+    torch.manual_seed(4)
+    model = build_model(tiny_config(time_pointer=True), tokenizer).eval()
+    head = model.lm.lm_head
+    t0 = model.config.time_offset
+    assert tokenizer.convert_ids_to_tokens(t0) == "<time_0>"
+    # 10 bins over 8 frames: bin k's middle (k + 0.5) / 9 lies in frame j
+    assert head.frame_of_bin(8, torch.device("cpu")).tolist() == [
+        0, 1, 2, 3, 4, 4, 5, 6, 7, 7,
+    ]  # fmt: skip
+    h = torch.randn(2, 3, 32)
+    mem = torch.randn(2, 8, 32)
+    head.memory = mem
+    with torch.no_grad():
+        got = head(h)
+        keys = head.key(mem[:, head.frame_of_bin(8, mem.device)])
+        want = head.base(h)
+        want[..., t0 : t0 + N_TIME] += torch.einsum(
+            "btd,bkd->btk", head.query(h), keys
+        ) / math.sqrt(32)
+    torch.testing.assert_close(got, want)
+    # beams: the memory of each video serves its beams
+    head.memory = mem
+    beams = head(h.repeat_interleave(2, dim=0))
+    torch.testing.assert_close(beams[::2], got)
+    # the frames move only the time-token logits, and it survives save/load
+    labels = make_labels(tokenizer)
+    visual = torch.randn(2, 8, 6)
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    save_model(model, tmp_path / "ptr")
+    loaded = load_model(tmp_path / "ptr")
+    assert loaded.config.time_pointer and loaded.config.time_offset == t0
+    torch.testing.assert_close(
+        loaded(labels, visual=visual, visual_mask=mask),
+        model(labels, visual=visual, visual_mask=mask),
+    )

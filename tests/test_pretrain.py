@@ -228,9 +228,9 @@ def test_transcript_becomes_time_tokenised_pseudo_events(tokenizer):
         {"start": 9.5, "end": 12.0, "text": "the blue square moves to the left"},
     ]
     ids = tt.encode_events(events, 19.0)
-    # k = floor(t / duration * (N - 1)): 0, 4 (4.75 s), 9 (9.5 s), 12 (12 s)
+    # k = round(t / duration * (N - 1)): 0, 5 (4.75 s), 10 (9.5 s), 12 (12 s)
     times = [tt.time_of(i, 19.0) for i in ids if tt.is_time(i)]
-    assert [round(t / 19.0 * 19) for t in times] == [0, 4, 9, 12]
+    assert [round(t / 19.0 * 19) for t in times] == [0, 5, 10, 12]
     decoded = tt.decode_events(ids, 19.0)
     assert [e.text for e in decoded] == [e["text"] for e in events]
 

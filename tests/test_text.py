@@ -35,26 +35,27 @@ def tokenizer(tmp_path_factory):
     [
         (0.0, 10.0, 100, 0),
         (10.0, 10.0, 100, 99),
-        (5.0, 10.0, 100, 49),  # floor(0.5 * 99) = 49
+        (5.0, 10.0, 100, 50),  # round(0.5 * 99) = round(49.5) = 50
         (12.0, 10.0, 100, 99),  # past the end: clipped
         (-1.0, 10.0, 100, 0),
-        (3.3, 10.0, 11, 3),  # floor(0.33 * 10)
-        (2.0, 7.0, 8, 2),  # floor(2/7 * 7) = 2
+        (3.3, 10.0, 11, 3),  # round(0.33 * 10)
+        (3.6, 10.0, 11, 4),  # round(0.36 * 10)
+        (2.0, 7.0, 8, 2),  # round(2/7 * 7) = 2
     ],
 )
 def test_quantize_matches_formula(t, duration, n, k):
     assert quantize_time(t, duration, n) == k
-    assert k == min(max(math.floor(t / duration * (n - 1)), 0), n - 1)
+    assert k == min(max(math.floor(t / duration * (n - 1) + 0.5), 0), n - 1)
 
 
 def test_dequantize_is_k_times_duration_over_n_minus_1():
     assert dequantize_time(0, 10.0, 100) == 0.0
     assert dequantize_time(99, 10.0, 100) == pytest.approx(10.0)
     assert dequantize_time(33, 10.0, 100) == pytest.approx(33 * 10 / 99)
-    # round trip loses at most one bin
-    for t in [0.1, 1.7, 4.2, 9.9]:
+    # round trip moves a time by at most half a bin, either way
+    for t in [0.1, 1.7, 4.2, 9.9, 9.98]:
         k = quantize_time(t, 10.0, 100)
-        assert 0 <= t - dequantize_time(k, 10.0, 100) < 10 / 99 + 1e-9
+        assert abs(t - dequantize_time(k, 10.0, 100)) <= 10 / 99 / 2 + 1e-9
 
 
 def test_zero_duration_is_an_error():

@@ -117,12 +117,13 @@ def corpus(tmp_path_factory):
     return make_corpus(tmp_path_factory.mktemp("corpus"))
 
 
-def test_sample_rows_uniform_and_padded():
+def test_sample_rows_uniform_and_repeated():
     times = (np.arange(10) + 0.5) * 1.0
     assert sample_rows(times, 0, 10, 5).tolist() == [1, 3, 5, 7, 9]
-    assert sample_rows(times, 0, 10, 20).tolist() == list(range(10))  # caller pads
-    assert sample_rows(times, 2.0, 4.0, 5).tolist() == [2, 3]
-    assert sample_rows(times, 20, 30, 5).tolist() == [9]  # never empty
+    # fewer rows than slots: each row fills the slots of its own stretch of time
+    assert sample_rows(times, 0, 10, 20).tolist() == [i // 2 for i in range(20)]
+    assert sample_rows(times, 2.0, 4.0, 4).tolist() == [2, 2, 3, 3]
+    assert sample_rows(times, 20, 30, 3).tolist() == [9, 9, 9]  # never empty
 
 
 def test_crop_keeps_mostly_inside_events_shifted():

@@ -1,8 +1,8 @@
 """Datasets for the joint model: annotations + cached features -> model inputs.
 
-One item is one video: F frame features sampled uniformly over the whole video (all
-of them, zero-padded and masked, when the video has fewer), optionally the audio stream
-sampled the same way and the speech transcript as time-tokenised ids, and the target
+One item is one video: F frame features sampled uniformly over the whole video (rows
+repeated when the video has fewer, so frame slots line up with time tokens), optionally
+the audio stream sampled the same way and the speech transcript as time-tokenised ids, and the target
 ``<t_s> <t_e> caption ... </s>`` sequence. An optional random temporal crop (training
 only) cuts a window out of the video, keeps the events mostly inside it, and makes the
 window the whole "video", so times stay relative to what the model sees.
@@ -51,17 +51,16 @@ def row_times(meta: Mapping[str, Any], n_rows: int, duration: float) -> np.ndarr
 
 
 def sample_rows(times: np.ndarray, start: float, end: float, n: int) -> np.ndarray:
-    """Indices of at most ``n`` rows spread uniformly over the rows in [start, end].
+    """Indices of exactly ``n`` rows spread uniformly over the rows in [start, end].
 
-    When the window holds fewer than ``n`` rows all are taken (the caller pads). When
-    it holds none, the row nearest the window's centre is taken so a video never
-    arrives empty.
+    A window with fewer than ``n`` rows repeats rows (nearest row to each slot)
+    rather than padding, so slot i always stands for relative time (i + 0.5) / n:
+    the relative time tokens then line up with the frames for every video length.
+    When the window holds no row, the row nearest its centre is repeated.
     """
     inside = np.flatnonzero((times >= start) & (times <= end))
     if len(inside) == 0:
-        return np.array([int(np.argmin(np.abs(times - (start + end) / 2)))])
-    if len(inside) <= n:
-        return inside
+        inside = np.array([int(np.argmin(np.abs(times - (start + end) / 2)))])
     picks = np.floor((np.arange(n) + 0.5) * len(inside) / n).astype(int)
     return inside[picks]
 

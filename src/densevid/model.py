@@ -89,6 +89,9 @@ class ModelConfig:
             windows of this length.
         n_temporal_layers, n_temporal_heads: the temporal transformer.
         input_norm: LayerNorm over each input feature vector before its projection.
+        time_pointer: time tokens also score by pointing at frames
+            (``TimePointerHead``).
+        time_offset: id of ``<time_0>`` (filled in when built; time ids are contiguous).
     """
 
     lm: str = ""
@@ -116,6 +119,8 @@ class ModelConfig:
     max_target_tokens: int = 256
     extractor_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_duration: float = 0.0
+    time_pointer: bool = False
+    time_offset: int = 0
 
     def __post_init__(self) -> None:
         coerce_numbers(self)
@@ -208,6 +213,53 @@ class TemporalEncoder(nn.Module):
         return self.norm(h) * mask.unsqueeze(-1)
 
 
+class TimePointerHead(nn.Module):
+    """The LM head plus a pointer from the decoder to the frames for time tokens.
+
+    A plain time-token vocabulary must learn, from data alone, which of N output rows
+    goes with which frame position. Here the logit of ``<time_k>`` also gets
+    ``q(h) . k(v_j) / sqrt(d)``, where v_j is the encoded frame at relative time bin k:
+    saying "when" becomes pointing at the frame the decoder attends to. Frames are
+    sampled uniformly (``densevid.data.sample_rows``), so frame j stands at relative
+    time (j + 0.5) / F. ``memory`` (the visual stream's states, [B, F, d]) is set by
+    ``DenseVideoModel.encode`` before every decoder pass; beams repeat each video.
+    """
+
+    def __init__(self, base: nn.Linear, n_time_tokens: int, time_offset: int) -> None:
+        super().__init__()
+        self.base = base
+        d = base.in_features
+        self.query = nn.Linear(d, d, bias=False)
+        self.key = nn.Linear(d, d, bias=False)
+        self.n_time_tokens = n_time_tokens
+        self.time_offset = time_offset
+        self.memory: torch.Tensor | None = None
+
+    @property
+    def weight(self) -> torch.Tensor:  # what transformers reads of an output layer
+        return self.base.weight
+
+    def frame_of_bin(self, n_frames: int, device: torch.device) -> torch.Tensor:
+        """For each time bin, the frame whose slice [j, j + 1) / F holds its middle."""
+        k = torch.arange(self.n_time_tokens, device=device, dtype=torch.float32)
+        centre = (k + 0.5) / (self.n_time_tokens - 1)  # bin k = [k, k+1) / (N-1)
+        j = torch.floor(centre * n_frames).long()
+        return j.clamp(0, n_frames - 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        logits = self.base(h)
+        if self.memory is None:
+            return logits
+        mem = self.memory
+        if mem.shape[0] != h.shape[0]:  # beam search: each video repeated per beam
+            mem = mem.repeat_interleave(h.shape[0] // mem.shape[0], dim=0)
+        keys = self.key(mem[:, self.frame_of_bin(mem.shape[1], mem.device)])
+        scores = self.query(h) @ keys.transpose(1, 2) / math.sqrt(h.shape[-1])
+        t0 = self.time_offset
+        pad = (t0, logits.shape[-1] - t0 - self.n_time_tokens)
+        return logits + nn.functional.pad(scores.to(logits.dtype), pad)
+
+
 class DenseVideoModel(nn.Module):
     """Frames (+ audio, + speech) in, one time-token sequence of events out.
 
@@ -242,6 +294,10 @@ class DenseVideoModel(nn.Module):
             if config.use_audio
             else None
         )
+        if config.time_pointer and not isinstance(lm.lm_head, TimePointerHead):
+            lm.lm_head = TimePointerHead(
+                lm.lm_head, config.n_time_tokens, config.time_offset
+            )
         if not config.use_speech:
             # the LM encoder only reads speech: without it its layers get no gradient
             # (which DDP rejects) and need no optimizer state
@@ -285,6 +341,8 @@ class DenseVideoModel(nn.Module):
         """
         states = [self.visual(visual, visual_mask)]
         masks = [visual_mask]
+        if isinstance(self.lm.lm_head, TimePointerHead):
+            self.lm.lm_head.memory = states[0]
         if self.audio is not None:
             if audio is None or audio_mask is None:
                 raise DensevidError("this model needs audio features")
@@ -394,7 +452,7 @@ def build_model(config: ModelConfig, tokenizer: Any) -> DenseVideoModel:
 
     if config.visual_dim < 1:
         raise DensevidError("model config: visual_dim must be set (feature dimension)")
-    add_time_tokens(tokenizer, config.n_time_tokens)
+    config.time_offset = add_time_tokens(tokenizer, config.n_time_tokens)
     vocab_size = len(tokenizer)
     lm = _build_lm(config, vocab_size)
     if lm.get_input_embeddings().num_embeddings < vocab_size:

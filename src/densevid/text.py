@@ -1,9 +1,11 @@
 """Tokenizer and time tokens: how events and transcripts become token sequences.
 
 The joint model reads and writes one sequence per video in which every event is
-``<time_s> <time_e> caption``. Times are relative: ``k = floor(t / duration * (N - 1))``
-clipped to ``[0, N - 1]``, decoded as ``t = k * duration / (N - 1)`` (Vid2Seq's
-quantisation, DESIGN.md). The ``N`` time tokens are appended to the LM vocabulary with
+``<time_s> <time_e> caption``. Times are relative: ``k = round(t / duration * (N - 1))``
+clipped to ``[0, N - 1]``, decoded as ``t = k * duration / (N - 1)``. Rounding, not
+DESIGN.md's floor: with floor every decoded time is early by half a bin on average,
+which on the synthetic test split caps F1 of exact events at 0.858 instead of 0.941
+(``bench/quantisation_ceiling.py``). The ``N`` time tokens are appended to the LM vocabulary with
 contiguous ids, so a token is a time token iff ``time_offset <= id < time_offset + N``.
 
 Two tokenizers are supported:
@@ -42,10 +44,11 @@ DEFAULT_VOCAB_SIZE = 2000
 
 
 def quantize_time(t: float, duration: float, n_bins: int = N_TIME_TOKENS) -> int:
-    """Seconds -> time bin: ``floor(t / duration * (N - 1))`` clipped to [0, N-1]."""
+    """Seconds -> nearest time bin: ``round(t / duration * (N - 1))`` clipped to
+    [0, N-1] (halves round up)."""
     if duration <= 0 or not math.isfinite(duration):
         raise DensevidError(f"video duration must be > 0 to quantise time: {duration}")
-    k = math.floor(t / duration * (n_bins - 1))
+    k = math.floor(t / duration * (n_bins - 1) + 0.5)
     return min(max(k, 0), n_bins - 1)
 
 
