@@ -3,9 +3,10 @@
 One item is one video: F frame features sampled uniformly over the whole video (rows
 repeated when the video has fewer, so frame slots line up with time tokens), optionally
 the audio stream sampled the same way and the speech transcript as time-tokenised
-ids, and the target ``<t_s> <t_e> caption ... </s>`` sequence. An optional random temporal crop (training
-only) cuts a window out of the video, keeps the events mostly inside it, and makes the
-window the whole "video", so times stay relative to what the model sees.
+ids, and the target ``<t_s> <t_e> caption ... </s>`` sequence. An optional random
+temporal crop (training only) cuts a window out of the video, keeps the events mostly
+inside it, and makes the window the whole "video", so times stay relative to what the
+model sees.
 
 Randomness comes from a generator seeded by (seed, epoch, index), so an item does not
 depend on which process loads it or on whether training was resumed.

@@ -5,8 +5,9 @@ The joint model reads and writes one sequence per video in which every event is
 clipped to ``[0, N - 1]``, decoded as ``t = k * duration / (N - 1)``. Rounding, not
 DESIGN.md's floor: with floor every decoded time is early by half a bin on average,
 which on the synthetic test split caps F1 of exact events at 0.858 instead of 0.941
-(``bench/quantisation_ceiling.py``). The ``N`` time tokens are appended to the LM vocabulary with
-contiguous ids, so a token is a time token iff ``time_offset <= id < time_offset + N``.
+(``bench/quantisation_ceiling.py``). The ``N`` time tokens are appended to the LM
+vocabulary with contiguous ids, so a token is a time token iff
+``time_offset <= id < time_offset + N``.
 
 Two tokenizers are supported:
 
