@@ -1,6 +1,7 @@
 """The joint model on a tiny random T5: streams, masks, likelihood, save/load."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -236,3 +237,15 @@ def test_time_pointer_scores_time_tokens_by_their_frames(tokenizer, tmp_path):
         loaded(labels, visual=visual, visual_mask=mask),
         model(labels, visual=visual, visual_mask=mask),
     )
+
+
+def test_model_names_resolve_to_bundled_dirs_paths_or_one_hub_error(tmp_path):
+    from densevid.model import BUNDLED_DIR, available_models, resolve_checkpoint
+
+    for name in available_models():
+        assert resolve_checkpoint(name) == BUNDLED_DIR / name
+    assert resolve_checkpoint(tmp_path) == tmp_path
+    assert resolve_checkpoint("runs/x/best") == Path("runs/x/best")  # not a repo id
+    # a repo id with the hub unreachable (tests run offline): one line naming it
+    with pytest.raises(DensevidError, match="nobody/no-such-model: no such checkpoint"):
+        load_model("nobody/no-such-model")

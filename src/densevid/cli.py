@@ -608,13 +608,15 @@ def add_caption(sub: argparse._SubParsersAction) -> None:
         "caption",
         "find and describe the events of video files: writes OUT/<video>.json "
         "(submission), .srt, .vtt and .html (a report with the video and a timeline)",
-        "densevid caption talk.mp4 videos/ --model runs/synthetic/best -o out/",
+        "densevid caption examples/sample.mp4\n"
+        "  densevid caption talk.mp4 videos/ --model runs/synthetic/best -o out/",
     )
     p.add_argument("videos", nargs="+", help="video files or directories of videos")
     p.add_argument(
         "--model",
-        required=True,
-        help="checkpoint directory written by 'densevid train'",
+        default="default",
+        help="'default' (the bundled model, which knows only the synthetic world), "
+        "a checkpoint directory written by 'densevid train', or a hub repo id",
     )
     p.add_argument("-o", "--output-dir", default=".", help="where the files go")
     p.add_argument(

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 IGNORE_INDEX = -100  # label value that takes no part in the loss (transformers' own)
+BUNDLED_DIR = Path(__file__).parent / "models"  # models shipped in the package
+CHECKPOINT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt"]
 
 
 def coerce_numbers(obj: Any) -> None:
@@ -478,10 +480,40 @@ def save_model(model: DenseVideoModel, out_dir: str | os.PathLike) -> None:
         model.tokenizer.save_pretrained(str(out))
 
 
+def available_models() -> list[str]:
+    """Names of the models that ship inside the package (``load_model(name)``)."""
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / WEIGHTS_NAME).is_file())
+
+
+def resolve_checkpoint(name_or_dir: str | os.PathLike) -> Path:
+    """A bundled model's name, a checkpoint directory, or a Hugging Face Hub repo id
+    (``owner/name``, downloaded once into the hub cache) -> a local directory."""
+    text = str(name_or_dir)
+    if text in available_models():
+        return BUNDLED_DIR / text
+    path = Path(name_or_dir)
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(text, allow_patterns=CHECKPOINT_PATTERNS))
+    except Exception as e:  # offline, unknown repo, no permission: one line
+        raise DensevidError(
+            f"{text}: no such checkpoint directory, bundled model "
+            f"({', '.join(available_models()) or 'none'}) or reachable hub repo "
+            f"({type(e).__name__})"
+        ) from e
+
+
 def load_model(
     name_or_dir: str | os.PathLike, *, device: str | torch.device | None = None
 ) -> DenseVideoModel:
-    """Loads a checkpoint directory (config.json + model.safetensors + tokenizer).
+    """Loads a model: ``"default"`` (the bundled one), a checkpoint directory
+    (config.json + model.safetensors + tokenizer, as ``densevid train`` writes) or a
+    hub repo id holding one.
 
     ``device="auto"`` picks CUDA when a GPU is visible.
 
@@ -491,7 +523,7 @@ def load_model(
 
     from densevid.text import load_tokenizer
 
-    path = Path(name_or_dir)
+    path = resolve_checkpoint(name_or_dir)
     if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
         raise DensevidError(
             f"{name_or_dir}: not a checkpoint directory (needs {CONFIG_NAME} and "
