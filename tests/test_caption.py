@@ -3,6 +3,7 @@ good and bad inputs with a tiny random model."""
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from densevid.caption import (
 )
 from densevid.cli import main
 from densevid.errors import DensevidError
-from densevid.events import Event, load_submission
+from densevid.events import Event, load_annotations, load_submission
 from densevid.features import get_extractor
 from densevid.model import ModelConfig, build_model, load_model, save_model
 from densevid.text import train_tokenizer
@@ -134,3 +135,30 @@ def test_missing_model_is_one_error(tmp_path, capsys):
     good = make_video(tmp_path / "good.mp4", 2.0)
     assert main(["caption", str(good), "--model", str(tmp_path / "none")]) == 2
     assert "not a checkpoint directory" in capsys.readouterr().err
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample.mp4"
+
+
+def test_bundled_default_captions_the_sample_out_of_the_box(tmp_path, capsys):
+    """The README's main job: the shipped model on the shipped sample, no options."""
+    from densevid.model import available_models
+
+    assert "default" in available_models()
+    out = tmp_path / "out"
+    assert main(["caption", str(SAMPLE), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "sample.html",
+        "sample.json",
+        "sample.srt",
+        "sample.vtt",
+    ]
+    found = load_submission(out / "sample.json")["sample"]
+    refs = load_annotations(SAMPLE.with_suffix(".json"))["sample"]
+    assert 0 < len(found) <= 3 * len(refs)
+    for e in found:
+        assert 0 <= e.start < e.end <= refs.duration + 0.1
+    # it knows the synthetic world: its sentences name shapes and colours it saw
+    words = {w for e in found for w in e.text.lower().rstrip(".").split()}
+    assert words & {"circle", "square", "triangle", "diamond"}
+    assert words & {"red", "green", "blue", "yellow", "purple"}
