@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from densevid.cli import main
-from densevid.data import crop_events, sample_rows
+from densevid.data import crop_events, sample_rows, select_blocks
+from densevid.errors import DensevidError
 from densevid.events import (
     Event,
     VideoEvents,
@@ -115,6 +116,26 @@ def tiny_config(root: Path, out: str, **kw) -> TrainConfig:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def test_select_blocks_by_the_sidecar_layout():
+    array = np.arange(12.0).reshape(2, 6)
+    meta = {
+        "layout": {
+            "rgb": {"start": 0, "stop": 3},
+            "edges": {"start": 3, "stop": 4},
+            "blobs": {"start": 4, "stop": 6},
+        }
+    }
+    assert select_blocks(array, meta, [], "x") is array
+    got = select_blocks(array, meta, ["blobs", "rgb"], "x")
+    assert got.tolist() == [[4, 5, 0, 1, 2], [10, 11, 6, 7, 8]]
+    with pytest.raises(
+        DensevidError, match=r"feats/pixels: no feature block \['motion'\]"
+    ):
+        select_blocks(array, meta, ["motion"], "feats/pixels")
+    with pytest.raises(DensevidError, match="has no blocks"):
+        select_blocks(array, {}, ["rgb"], "feats/clip")
 
 
 def test_sample_rows_uniform_and_repeated():

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from densevid.data import collate, row_times, sample_rows, to_device
+from densevid.data import collate, row_times, sample_rows, select_blocks, to_device
 from densevid.decoding import DecodingOptions, decode
 from densevid.errors import DensevidError
 from densevid.events import Event, VideoEvents
@@ -135,6 +135,8 @@ def extract_streams(model: Any, path: Path, duration: float) -> dict[str, Any]:
             streams[name] = result.segments
         else:
             array = np.asarray(result.array, dtype=np.float32)
+            if name == cfg.visual_features:
+                array = select_blocks(array, result.meta, cfg.visual_blocks, name)
             streams[name] = (array, row_times(result.meta, len(array), duration))
     return streams
 

@@ -51,6 +51,22 @@ def row_times(meta: Mapping[str, Any], n_rows: int, duration: float) -> np.ndarr
     return (np.arange(n_rows) + 0.5) * duration / max(n_rows, 1)
 
 
+def select_blocks(
+    array: np.ndarray, meta: Mapping[str, Any], blocks: Sequence[str], where: str
+) -> np.ndarray:
+    """The columns of the named blocks of a feature array (its sidecar's ``layout``,
+    e.g. pixels' rgb, edges, motion, blobs), in the order given; all when empty."""
+    if not blocks:
+        return array
+    layout = meta.get("layout") or {}
+    unknown = [b for b in blocks if b not in layout]
+    if unknown:
+        have = ", ".join(layout) or "none: this extractor has no blocks"
+        raise DensevidError(f"{where}: no feature block {unknown} (have: {have})")
+    cols = [np.arange(layout[b]["start"], layout[b]["stop"]) for b in blocks]
+    return array[:, np.concatenate(cols)]
+
+
 def sample_rows(times: np.ndarray, start: float, end: float, n: int) -> np.ndarray:
     """Indices of exactly ``n`` rows spread uniformly over the rows in [start, end].
 
@@ -160,6 +176,10 @@ class VideoDataset(torch.utils.data.Dataset):
         if self._cache is not None and key in self._cache:
             return self._cache[key]
         array, meta = load_features(self.root, extractor, video.video_id)
+        if extractor == self.config.visual_features:
+            array = select_blocks(
+                array, meta, self.config.visual_blocks, f"{self.root}/{extractor}"
+            )
         stream = Stream(
             np.asarray(array, dtype=np.float32),
             row_times(meta, array.shape[0], float(video.duration)),

@@ -77,7 +77,9 @@ class ModelConfig:
         vocab_size: tokenizer size including time tokens (filled in when built).
         n_time_tokens: N, the number of relative time bins.
         n_frames: F, frames sampled uniformly over each video.
-        visual_dim: dimension of the visual features.
+        visual_dim: dimension of the visual features (of the blocks used).
+        visual_blocks: blocks of the visual features to use, by the names of their
+            sidecar's layout (pixels: rgb, edges, motion, blobs); empty: all.
         visual_features / audio_features / speech_features: extractor names the
             features are read from (``FEATURES/<extractor>/<video_id>.npy``); empty
             strings turn the audio / speech streams off.
@@ -110,6 +112,7 @@ class ModelConfig:
     n_frames: int = 100
     visual_dim: int = 0
     visual_features: str = "pixels"
+    visual_blocks: list[str] = field(default_factory=list)
     n_temporal_layers: int = 2
     n_temporal_heads: int = 8
     input_norm: bool = True
