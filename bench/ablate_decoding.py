@@ -1,8 +1,11 @@
-"""Decoding ablations of a trained checkpoint on one split: greedy vs beam, with and
-without the time-token grammar. Prints one row per setting with the field's metrics
-and the references' log-likelihood (which does not depend on decoding).
+"""Decoding ablations of trained checkpoints on one split: greedy vs beam, with and
+without the time-token grammar. Prints one row per checkpoint and setting with the
+field's metrics and the references' log-likelihood (which does not depend on
+decoding). Several checkpoints give the training ablations in one table.
 
     .venv/bin/python bench/ablate_decoding.py runs/synthetic/best \
+        --features data/synth/features --annotations data/synth/test.json
+    .venv/bin/python bench/ablate_decoding.py runs/a/best runs/b/best -s greedy \
         --features data/synth/features --annotations data/synth/test.json
 """
 
@@ -30,33 +33,33 @@ SETTINGS = {
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoints", nargs="+")
     p.add_argument("--features", required=True)
     p.add_argument("--annotations", required=True)
-    p.add_argument("--settings", default=",".join(SETTINGS))
+    p.add_argument("-s", "--settings", default=",".join(SETTINGS))
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model(args.checkpoint)
     refs = load_annotations(args.annotations)
-    dataset = VideoDataset(refs, args.features, model.config, model.time_tokenizer)
-    header = ["setting", *METRICS, "events/video", "loglik/token", "s/video"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for name in args.settings.split(","):
-        options = SETTINGS[name]
-        t0 = time.perf_counter()
-        preds, stats = decode_dataset(
-            model, dataset, options, batch_size=args.batch_size
-        )
-        dt = (time.perf_counter() - t0) / len(dataset)
-        scores = evaluate(preds, [refs], metrics=METRICS)
-        n_events = sum(len(v) for v in preds.values()) / len(preds)
-        row = [name, *(f"{scores[m]:.4f}" for m in METRICS)]
-        row += [f"{n_events:.2f}", f"{stats.per_token:.3f}", f"{dt:.3f}"]
-        print("| " + " | ".join(row) + " |", flush=True)
+    header = ["checkpoint", "setting", *METRICS, "events/video", "loglik/token"]
+    print("| " + " | ".join([*header, "s/video"]) + " |")
+    print("|" + "---|" * (len(header) + 1))
+    for checkpoint in args.checkpoints:
+        model = load_model(checkpoint)
+        dataset = VideoDataset(refs, args.features, model.config, model.time_tokenizer)
+        for name in args.settings.split(","):
+            t0 = time.perf_counter()
+            preds, stats = decode_dataset(
+                model, dataset, SETTINGS[name], batch_size=args.batch_size
+            )
+            dt = (time.perf_counter() - t0) / len(dataset)
+            scores = evaluate(preds, [refs], metrics=METRICS)
+            n_events = sum(len(v) for v in preds.values()) / len(preds)
+            row = [checkpoint, name, *(f"{scores[m]:.4f}" for m in METRICS)]
+            row += [f"{n_events:.2f}", f"{stats.per_token:.3f}", f"{dt:.3f}"]
+            print("| " + " | ".join(row) + " |", flush=True)
 
 
 if __name__ == "__main__":
