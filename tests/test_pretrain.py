@@ -15,7 +15,7 @@ import torch
 from densevid.cli import main
 from densevid.errors import DensevidError
 from densevid.events import Event, VideoEvents, save_annotations
-from densevid.features.cache import save_features, save_speech
+from densevid.features.cache import load_features, save_features, save_speech
 from densevid.features.extract import pack_webdataset
 from densevid.model import load_model
 from densevid.pretrain import (
@@ -616,3 +616,23 @@ def test_torchrun_two_processes_pretrain_from_shards(shards, tmp_path):
     assert [json.loads(x)["step"] for x in log if "loss" in x] == [1, 2, 3]
     model = load_model(tmp_path / "ddp" / "last")
     assert model.config.speech_features == "subtitles"
+
+
+def test_corpus_sources_keep_only_the_models_feature_blocks(tmp_path):
+    """model.visual_blocks applies to pretraining corpora as to annotated data."""
+    root = make_narrated(tmp_path / "narrated", n_videos=1)
+    array, meta = load_features(root, "pixels", "v00")
+    meta["layout"] = {
+        "a": {"start": 0, "stop": 2, "shape": [2]},
+        "b": {"start": 2, "stop": DIM, "shape": [DIM - 2]},
+    }
+    save_features(root, "pixels", "v00", array, meta)
+    full = FeatureDirSource(root, "pixels", "subtitles").decode({"__key__": "v00"})
+    part = FeatureDirSource(root, "pixels", "subtitles", blocks=["b"]).decode(
+        {"__key__": "v00"}
+    )
+    np.testing.assert_array_equal(part.visual, full.visual[:, 2:])
+    with pytest.raises(DensevidError, match="no feature block"):
+        FeatureDirSource(root, "pixels", "subtitles", blocks=["c"]).decode(
+            {"__key__": "v00"}
+        )

@@ -189,10 +189,18 @@ def open_corpus(cfg: PretrainConfig, model: ModelConfig) -> Any:
         kind = "features" if (p / model.visual_features).is_dir() else "webdataset"
     if kind == "features":
         return FeatureDirSource(
-            cfg.corpus, model.visual_features, cfg.speech, model.audio_features
+            cfg.corpus,
+            model.visual_features,
+            cfg.speech,
+            model.audio_features,
+            blocks=model.visual_blocks,
         )
     return ShardSource(
-        cfg.corpus, model.visual_features, cfg.speech, model.audio_features
+        cfg.corpus,
+        model.visual_features,
+        cfg.speech,
+        model.audio_features,
+        blocks=model.visual_blocks,
     )
 
 

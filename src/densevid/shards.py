@@ -142,11 +142,17 @@ class FeatureDirSource(CorpusSource):
     """
 
     def __init__(
-        self, root: str | os.PathLike, visual: str, speech: str, audio: str = ""
+        self,
+        root: str | os.PathLike,
+        visual: str,
+        speech: str,
+        audio: str = "",
+        blocks: Sequence[str] = (),
     ) -> None:
         from densevid.features.cache import list_videos
 
         self.root, self.visual, self.speech, self.audio = root, visual, speech, audio
+        self.blocks = list(blocks)  # visual feature blocks kept (model.visual_blocks)
         if not Path(root).is_dir():
             raise DensevidError(f"{root}: no such FEATURES directory")
         ids = set(list_videos(root, visual)) & set(list_videos(root, speech))
@@ -169,11 +175,12 @@ class FeatureDirSource(CorpusSource):
         return load_speech(self.root, self.speech, raw["__key__"])
 
     def decode(self, raw: dict[str, Any]) -> NarratedVideo:
-        from densevid.data import row_times
+        from densevid.data import row_times, select_blocks
         from densevid.features.cache import load_features, load_speech, load_speech_meta
 
         vid = raw["__key__"]
         array, meta = load_features(self.root, self.visual, vid)
+        array = select_blocks(array, meta, self.blocks, f"{self.root}/{self.visual}")
         speech = load_speech(self.root, self.speech, vid)
         duration = _duration(
             meta, load_speech_meta(self.root, self.speech, vid), where=vid
@@ -211,9 +218,11 @@ class ShardSource(CorpusSource):
         speech: str,
         audio: str = "",
         extract_options: dict[str, Any] | None = None,
+        blocks: Sequence[str] = (),
     ) -> None:
         self.units = expand_shards(shards)
         self.visual, self.speech, self.audio = visual, speech, audio
+        self.blocks = list(blocks)  # visual feature blocks kept (model.visual_blocks)
         self.extract_options = dict(extract_options or {})
         self._extractors: dict[str, Any] = {}
 
@@ -226,7 +235,7 @@ class ShardSource(CorpusSource):
             raise DensevidError(f"{unit}: unreadable tar shard ({e})") from e
 
     def decode(self, raw: dict[str, Any]) -> NarratedVideo:
-        from densevid.data import row_times
+        from densevid.data import row_times, select_blocks
 
         key = raw["__key__"]
         where = f"{raw.get('__url__', '?')}:{key}"
@@ -236,6 +245,7 @@ class ShardSource(CorpusSource):
             meta = _json(raw.get(f"{self.visual}.json"), where) or {}
         else:
             array, meta = self._extract(raw, self.visual, where)
+        array = select_blocks(array, meta, self.blocks, where)
         speech, speech_meta = self._speech(raw, metadata, where)
         duration = _duration(meta, speech_meta, metadata, where=where)
         audio = audio_times = None
