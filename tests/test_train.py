@@ -378,3 +378,20 @@ def test_train_and_predict_commands(corpus, tmp_path, capsys):
         == 2
     )
     assert "not a checkpoint" in capsys.readouterr().err
+
+
+def test_shipped_configs_load_and_pretraining_matches_the_synthetic_model():
+    """The README's commands start from these files; --init needs the same model."""
+    from pathlib import Path
+
+    from densevid.pretrain import load_pretrain_config
+    from densevid.train import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    train = load_config(root / "synthetic.yaml")
+    train.verify()
+    pre = load_pretrain_config(root / "pretrain_synthetic.yaml")
+    for f in ("d_model", "n_layers", "n_frames", "n_time_tokens", "visual_features"):
+        assert getattr(pre.model, f) == getattr(train.model, f), f
+    assert pre.model.visual_blocks == train.model.visual_blocks == ["blobs"]
+    assert pre.model.time_pointer and train.model.time_pointer
