@@ -16,14 +16,7 @@ from densevid.text import TimeTokenizer, train_tokenizer
 LO, N, EOS, V = 10, 6, 1, 16  # time ids 10..15; text ids 2..9 (pad 0, eos 1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from threads, and on a loaded 2-core machine two
-    threads per process make them several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def reference_next(prefix: list[int]) -> set[int]:

@@ -22,14 +22,7 @@ CAPTIONS = ["a red circle moves left", "the blue square grows", "a star appears"
 N_TIME = 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from threads, and on a loaded 2-core machine two
-    threads per process make them several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_config(**kw) -> ModelConfig:

@@ -37,14 +37,7 @@ CAPTIONS = ["a red circle appears", "the blue square moves left", "a star grows"
 DIM, ROWS = 6, 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from threads, and on a loaded 2-core machine two
-    threads per process make them several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_corpus(root: Path, n_videos: int = 8, seed: int = 0) -> Path:
