@@ -14,7 +14,7 @@ def _block(row: np.ndarray, name: str, cfg: PixelsConfig = CFG) -> np.ndarray:
 
 
 def test_dim_and_layout():
-    assert CFG.dim == 16 * 16 * 3 + 8 * 8 * 4 + 8 * 8 * 3 + 8 * 14
+    assert CFG.dim == 16 * 16 * 3 + 8 * 8 * 4 + 8 * 8 * 3 + 8 * 17
     assert pixels_features(np.zeros((3, 64, 64, 3), np.uint8), CFG).shape == (
         3,
         CFG.dim,
@@ -117,7 +117,7 @@ def test_chunked_processing_equals_whole(monkeypatch):
 
 
 def _blobs(row: np.ndarray, cfg: PixelsConfig = CFG) -> np.ndarray:
-    return _block(row, "blobs", cfg)  # (n_hues, 14)
+    return _block(row, "blobs", cfg)  # (n_hues, len(BLOB_FIELDS))
 
 
 def _scene(shape: str, colour, cx: float, cy: float, r: float) -> np.ndarray:
@@ -175,10 +175,28 @@ def test_blob_motion_and_growth_per_second():
     )
     cfg = PixelsConfig(fps=8.0, substeps=1)
     b = _blobs(pixels_features(frames, cfg)[1], cfg)[0]
-    dx, dy, dmass = b[11:]
+    dx, dy, dmass = b[11:14]
     assert dx == pytest.approx(3 / 64 * 8, rel=1e-3)  # 3 px/frame at 8 frames/s
     assert dy == pytest.approx(0, abs=1e-4)
     assert dmass == pytest.approx((14**2 - 12**2) / 64**2 * 8, rel=1e-3)
+    np.testing.assert_allclose(b[14:], np.abs(b[11:14]), atol=1e-6)
+
+
+def test_blink_and_shake_cancel_in_signed_motion_but_not_in_its_energy():
+    # row 1 averages 4 pairs (frames 2-6): the square steps right-left-right-
+    # left (a shake), or goes off-on-off-on (a blink): no net change, much energy
+    cfg = PixelsConfig(fps=2.0, substeps=4)
+    red, grey = (230, 30, 30), (105, 105, 105)
+    shake = np.stack([_scene("square", red, x, 30, 6) for x in [20, 23] * 4])
+    b = _blobs(pixels_features(shake, cfg)[1], cfg)[0]
+    dx, abs_dx = b[11], b[14]
+    assert dx == pytest.approx(0, abs=1e-6)
+    assert abs_dx == pytest.approx(3 / 64 * 8, rel=1e-3)
+    blink = np.stack([_scene("square", c, 20, 30, 6) for c in [red, grey] * 4])
+    b = _blobs(pixels_features(blink, cfg)[1], cfg)[0]
+    dmass, abs_dmass = b[13], b[16]
+    assert dmass == pytest.approx(0, abs=1e-6)
+    assert abs_dmass == pytest.approx(12**2 / 64**2 * 8, rel=1e-3)
 
 
 def test_colour_change_moves_mass_between_hue_bins():

@@ -18,8 +18,10 @@ Each row (one per ``1 / fps`` s) concatenates four blocks, each flattened row-ma
   orientations and its compactness ``perimeter^2 / (4 pi area)`` (measured on
   64 px frames: about 0.9 for a disc, 1.0 a square, 1.3 a triangle, 1.5 a cross)
   — colour, position, size and shape that do not depend on where the object is;
-  then dx, dy of the centroid and d(mass) per second over the row's frame pairs —
-  direction of motion, growth, colour change.
+  then dx, dy of the centroid and d(mass) per second averaged over the row's frame
+  pairs — direction of motion, growth, colour change — and the means of their
+  absolute values — how much it wobbles: a blink (0.5 s period), a shake or a bounce
+  averages to no signed motion over a row but not to no motion energy.
 
 The video is decoded at ``fps * substeps`` (so motion is measured between frames a
 fraction of a row apart) and squashed to a square, so positions are relative to the
@@ -58,6 +60,7 @@ BLOB_FIELDS = (
     "mass", "x", "y", "spread_x", "spread_y", "corr_xy",
     "edge_0", "edge_45", "edge_90", "edge_135", "compactness",
     "dx_per_s", "dy_per_s", "dmass_per_s",
+    "abs_dx_per_s", "abs_dy_per_s", "abs_dmass_per_s",
 )  # fmt: skip
 N_BLOB_STATIC = 11  # the fields before the motion ones
 TAN_22_5 = 0.41421356  # tan(22.5 degrees): half-way between orientation bins
@@ -278,14 +281,17 @@ def edge_orientations_sum(gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
 
 
 def blob_motion(stats: torch.Tensor, steps_per_s: float) -> torch.Tensor:
-    """(N, K, 11) per decoded frame -> (N - 1, K, 3): dx, dy, d(mass) per second.
+    """(N, K, 11) per decoded frame -> (N - 1, K, 6): dx, dy, d(mass) per second
+    and their absolute values (averaged over a row's pairs later, the signed ones
+    give the net motion and the absolute ones the motion energy).
 
     The centroid's motion counts only where the bin is present in both frames.
     """
     both = (stats[1:, :, 0] > 0) & (stats[:-1, :, 0] > 0)
     d = (stats[1:, :, :3] - stats[:-1, :, :3]) * steps_per_s  # (N - 1, K, 3)
     dxy = d[..., 1:] * both.unsqueeze(-1)
-    return torch.cat([dxy, d[..., :1]], -1)
+    signed = torch.cat([dxy, d[..., :1]], -1)
+    return torch.cat([signed, signed.abs()], -1)
 
 
 def pixels_features(
@@ -321,7 +327,7 @@ def pixels_features(
     lk = torch.cat(pair_chunks).flatten(1)  # (N - 1, grid * grid * 3)
     blobs = torch.cat(blob_chunks) if blob_chunks else torch.zeros(n, 0, N_BLOB_STATIC)
     steps_per_s = cfg.fps * cfg.substeps
-    # per pair (j-1, j), at index j-1: LK cells, then each hue's dx, dy, d(mass)
+    # per pair (j-1, j), at index j-1: LK cells, then each hue's motion fields
     pairs = torch.cat([lk, blob_motion(blobs, steps_per_s).flatten(1)], 1)
     # Row i (decoded frame j0 = i k) averages the k pairs (j-1, j) with j from
     # j0 - (k-1)//2 on: centred on j0 (the backward difference when k == 1).
@@ -333,8 +339,8 @@ def pixels_features(
             motion[r] = pairs[lo - 1 : hi].mean(0)
     n_lk = lk.shape[1]
     blob_rows = torch.cat(
-        [blobs[rows], motion[:, n_lk:].reshape(len(rows), cfg.n_hues, 3)], -1
-    )  # (R, n_hues, 14)
+        [blobs[rows], motion[:, n_lk:].reshape(len(rows), cfg.n_hues, -1)], -1
+    )  # (R, n_hues, len(BLOB_FIELDS))
     out = torch.cat([torch.cat(appearance), motion[:, :n_lk], blob_rows.flatten(1)], 1)
     assert out.shape[1] == cfg.dim
     return out.numpy().astype(np.float32)
