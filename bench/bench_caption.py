@@ -72,7 +72,8 @@ def main() -> None:
     print(f"  decode      {best_decode:6.2f} s")
     print(f"  features    {best.decode_and_features - best_decode:6.2f} s")
     print(f"  generation  {best.generation:6.2f} s")
-    print(f"  total       {total:6.2f} s = {VIDEO_S / total:.1f}x faster than real time")
+    speed = VIDEO_S / total
+    print(f"  total       {total:6.2f} s = {speed:.1f}x faster than real time")
 
 
 if __name__ == "__main__":

@@ -403,7 +403,9 @@ def test_collate_gives_frames_only_generative_and_corrupted_denoising(
 ):
     from densevid.model import ModelConfig
 
-    cfg = ModelConfig(**TINY_MODEL, visual_dim=DIM, speech_features="subtitles")
+    cfg = ModelConfig(
+        **TINY_MODEL, visual_dim=DIM, speech_features="subtitles", frame_events=True
+    )
     tt = TimeTokenizer(tokenizer, 20)
     sentinels = ensure_sentinels(tokenizer)
     transform = PretrainTransform(cfg, tt, sentinels, denoise=True)
@@ -416,6 +418,9 @@ def test_collate_gives_frames_only_generative_and_corrupted_denoising(
     gen, den = batch["generative"], batch["denoising"]
     assert gen["speech_mask"].sum() == 0  # frames only
     assert gen["visual"].shape == (2, 8, DIM)
+    # the transcript's sentences also teach the frame-event head, generatively only
+    assert gen["frame_targets"].shape == (2, 8, 3) and gen["frame_targets"].max() > 0
+    assert "frame_targets" not in den
     for i, it in enumerate(items):
         full = it["labels"][:-1]  # the transcript, as the generative target
         restored = restore_spans(

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from densevid.cli import main
-from densevid.data import crop_events, sample_rows, select_blocks
+from densevid.data import crop_events, frame_event_targets, sample_rows, select_blocks
 from densevid.errors import DensevidError
 from densevid.events import (
     Event,
@@ -145,6 +145,47 @@ def test_crop_keeps_mostly_inside_events_shifted():
     kept = crop_events(events, 2.0, 10.0)
     # a: 2 of 4 s inside (kept, clipped); b inside; c: 1 of 11 s (dropped)
     assert [(e.start, e.end, e.text) for e in kept] == [(0, 2, "a"), (3, 4, "b")]
+
+
+def test_frame_event_targets_mark_events_and_soft_boundaries():
+    # window [10, 20] s in 10 frames (centres 0.05 ... 0.95); event 12-16 s
+    t = frame_event_targets([(12, 16), (30, 40)], 10, 20, 10)
+    assert t[:, 0].tolist() == [0, 0, 1, 1, 1, 1, 0, 0, 0, 0]
+    near = np.exp(-0.125)  # half a frame from the boundary
+    np.testing.assert_allclose(t[1:3, 1], [near, near], rtol=1e-6)  # start at 0.2
+    np.testing.assert_allclose(t[5:7, 2], [near, near], rtol=1e-6)  # end at 0.6
+    assert t[0, 1] == pytest.approx(np.exp(-0.5 * 1.5**2), rel=1e-6)
+    alone = frame_event_targets([(12, 16)], 10, 20, 10)
+    np.testing.assert_array_equal(t, alone)  # the event outside adds nothing
+
+
+def test_frame_event_loss_trains_the_frame_head(corpus):
+    from densevid.data import VideoDataset, collate, model_inputs
+    from densevid.model import build_model
+    from densevid.text import train_tokenizer
+    from densevid.train import compute_loss
+
+    cfg = tiny_config(corpus, "x", model=dict(TINY_MODEL, frame_events=True))
+    videos = load_annotations(cfg.train_annotations)
+    captions = [e.text for v in videos.values() for e in v.events]
+    tok = train_tokenizer(captions, vocab_size=100, n_time_tokens=20)
+    cfg.model.visual_dim = DIM
+    model = build_model(cfg.model, tok)
+    tt = model.time_tokenizer
+    data = VideoDataset(videos, cfg.features, model.config, tt)
+    batch = collate([data[0], data[1]], tt.pad_id)
+    assert batch["frame_targets"].shape == (2, model.config.n_frames, 3)
+    torch.manual_seed(0)
+    model.eval()
+    plain, _ = compute_loss(model, batch, 0.0)
+    both, _ = compute_loss(model, batch, 0.0, event_loss_weight=2.0)
+    _, frames = model(batch["labels"], with_frames=True, **model_inputs(batch))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        frames, batch["frame_targets"]
+    )
+    assert both.item() == pytest.approx(plain.item() + 2.0 * bce.item(), rel=1e-5)
+    both.backward()
+    assert model.frame_head.weight.grad.abs().sum() > 0
 
 
 def test_lr_schedule_warmup_then_cosine():

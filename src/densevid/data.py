@@ -82,6 +82,31 @@ def sample_rows(times: np.ndarray, start: float, end: float, n: int) -> np.ndarr
     return inside[picks]
 
 
+def frame_event_targets(
+    spans: Sequence[tuple[float, float]], start: float, end: float, n: int
+) -> np.ndarray:
+    """(n, 3) targets of the frame-event head for the window [start, end].
+
+    Frame j stands at relative time (j + 0.5) / n (``sample_rows``). Column 0: 1
+    where an event covers that time; columns 1, 2: how near the nearest event start /
+    end is, exp(-d^2 / 2) with d in frames (1 at a boundary, 0.6 a frame away), so a
+    boundary between two frames still teaches both.
+    """
+    out = np.zeros((n, 3), np.float32)
+    length = end - start
+    if length <= 0:
+        return out
+    centre = (np.arange(n) + 0.5) / n
+    for a, b in spans:  # event (start, end) in seconds
+        s, t = (a - start) / length, (b - start) / length
+        out[:, 0] = np.maximum(out[:, 0], (centre >= s) & (centre <= t))
+        for col, b in ((1, s), (2, t)):
+            if 0.0 <= b <= 1.0:
+                d = (centre - b) * n
+                out[:, col] = np.maximum(out[:, col], np.exp(-0.5 * d * d))
+    return out
+
+
 def crop_events(events: Sequence[Event], start: float, end: float) -> list[Event]:
     """Events shifted into the window [start, end], clipped to it; those with less
     than CROP_KEEP_FRACTION of their length inside are dropped."""
@@ -251,6 +276,10 @@ class VideoDataset(torch.utils.data.Dataset):
         item["labels"] = self.tt.encode_events(
             events, duration, max_length=cfg.max_target_tokens
         )
+        if cfg.frame_events:
+            item["frame_targets"] = frame_event_targets(
+                [(e.start, e.end) for e in events], start, end, cfg.n_frames
+            )
         return item
 
 
@@ -285,6 +314,8 @@ def collate(items: Sequence[dict[str, Any]], pad_id: int = 0) -> dict[str, Any]:
         batch["speech_ids"] = _pad_ids(speech, pad_id)
         batch["speech_mask"] = _pad_ids([[1] * len(s) for s in speech], 0)
     batch["labels"] = _pad_ids([it["labels"] for it in items], IGNORE_INDEX)
+    if "frame_targets" in items[0]:
+        batch["frame_targets"] = _pad_stack([it["frame_targets"] for it in items])[0]
     return batch
 
 
@@ -297,7 +328,7 @@ def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, An
 
 def model_inputs(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The tensors the model's ``encode`` takes (everything but labels/durations)."""
-    skip = {"labels", "durations"}
+    skip = {"labels", "durations", "frame_targets"}
     return {
         k: v for k, v in batch.items() if isinstance(v, torch.Tensor) and k not in skip
     }

@@ -96,6 +96,9 @@ class ModelConfig:
         time_pointer: time tokens also score by pointing at frames
             (``TimePointerHead``).
         time_offset: id of ``<time_0>`` (filled in when built; time ids are contiguous).
+        frame_events: a head on the visual states that says, per frame, whether an
+            event is under way, starts or ends there (``FrameEventHead``); trained
+            beside the captions with ``TrainConfig.event_loss_weight``.
     """
 
     lm: str = ""
@@ -126,6 +129,7 @@ class ModelConfig:
     max_duration: float = 0.0
     time_pointer: bool = False
     time_offset: int = 0
+    frame_events: bool = False
 
     def __post_init__(self) -> None:
         coerce_numbers(self)
@@ -303,6 +307,9 @@ class DenseVideoModel(nn.Module):
             lm.lm_head = TimePointerHead(
                 lm.lm_head, config.n_time_tokens, config.time_offset
             )
+        # per frame: event under way, starting, ending (logits); an auxiliary task
+        # that tells the temporal encoder where events are from the first step on
+        self.frame_head = nn.Linear(d, 3) if config.frame_events else None
         if not config.use_speech:
             # the LM encoder only reads speech: without it its layers get no gradient
             # (which DDP rejects) and need no optimizer state
@@ -365,9 +372,12 @@ class DenseVideoModel(nn.Module):
         mask = torch.cat([m.bool() for m in masks], dim=1).long()
         return hidden, mask
 
-    def forward(self, labels: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, labels: torch.Tensor, with_frames: bool = False, **inputs: torch.Tensor
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced logits [B, T, V] for target ids ``labels`` [B, T]
-        (padded with -100)."""
+        (padded with -100); with ``with_frames``, also the frame-event logits
+        [B, F, 3] (under way, start, end) of a model with ``frame_events``."""
         from transformers.modeling_outputs import BaseModelOutput
 
         hidden, mask = self.encode(**inputs)
@@ -378,7 +388,12 @@ class DenseVideoModel(nn.Module):
             decoder_input_ids=decoder_input_ids,
             use_cache=False,
         )
-        return out.logits
+        if not with_frames:
+            return out.logits
+        if self.frame_head is None:
+            raise DensevidError("this model has no frame-event head (frame_events)")
+        n_frames = inputs["visual"].shape[1]  # the visual stream comes first
+        return out.logits, self.frame_head(hidden[:, :n_frames])
 
     def caption(self, video: str | os.PathLike, options: Any = None) -> Any:
         """Events of one video file; see ``densevid.caption.caption``."""

@@ -98,6 +98,9 @@ class PretrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     label_smoothing: float = 0.1
+    # frame-event loss of a model with model.frame_events, on the generative
+    # objective's pseudo events (the transcript's sentences)
+    event_loss_weight: float = 1.0
     amp: bool = True
     heldout_fraction: float = 0.05
     heldout_max_samples: int = 256
@@ -517,7 +520,9 @@ def pretrain(
                         with torch.autocast(
                             device.type, dtype=torch.bfloat16, enabled=use_amp
                         ):
-                            loss, _ = compute_loss(net, batch, cfg.label_smoothing)
+                            loss, _ = compute_loss(
+                                net, batch, cfg.label_smoothing, cfg.event_loss_weight
+                            )
                         (loss * weight / cfg.grad_accum).backward()
                     value = loss.item() / cfg.grad_accum
                     totals["gen_loss" if name == "generative" else "den_loss"] += value

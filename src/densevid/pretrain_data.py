@@ -188,7 +188,7 @@ class PretrainTransform:
         self.noise_density, self.mean_span = noise_density, mean_span
 
     def __call__(self, video: Any, rng: np.random.Generator) -> dict[str, Any] | None:
-        from densevid.data import sample_rows
+        from densevid.data import frame_event_targets, sample_rows
 
         cfg = self.config
         events = transcript_events(video.speech, video.duration)
@@ -203,6 +203,11 @@ class PretrainTransform:
                 events, video.duration, max_length=cfg.max_target_tokens
             ),
         }
+        if cfg.frame_events:
+            item["frame_targets"] = frame_event_targets(
+                [(e["start"], e["end"]) for e in events], 0.0, video.duration,
+                cfg.n_frames,
+            )  # fmt: skip
         if cfg.use_audio:
             if video.audio is None:
                 raise DensevidError(f"{video.key}: the model needs audio features")
@@ -247,8 +252,9 @@ def collate_pretrain(
         gen = out["generative"]
         gen["speech_ids"] = torch.full((len(items), 1), pad_id, dtype=torch.long)
         gen["speech_mask"] = torch.zeros((len(items), 1), dtype=torch.long)
-        den = [
-            dict(p, speech_ids=it["speech_ids"], labels=it["denoise_labels"])
+        den = [  # the frame-event loss goes with the generative objective only
+            {k: v for k, v in p.items() if k != "frame_targets"}
+            | {"speech_ids": it["speech_ids"], "labels": it["denoise_labels"]}
             for p, it in zip(plain, items, strict=True)
         ]
         out["denoising"] = collate(den, pad_id)

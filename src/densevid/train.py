@@ -70,6 +70,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     label_smoothing: float = 0.1
+    # weight of the frame-event loss (binary cross-entropy, per frame) of a model
+    # with model.frame_events, added to the captions' token cross-entropy
+    event_loss_weight: float = 1.0
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
     crop: bool = False
     crop_min_fraction: float = 0.5
@@ -454,19 +457,31 @@ def _prepare_tokenizer(cfg: TrainConfig, train_videos, out: Path, dist: Dist):
 
 
 def compute_loss(
-    model: Any, batch: Mapping[str, Any], label_smoothing: float
+    model: Any,
+    batch: Mapping[str, Any],
+    label_smoothing: float,
+    event_loss_weight: float = 0.0,
 ) -> tuple[torch.Tensor, int]:
-    """Token-mean cross-entropy (with label smoothing) and the token count."""
+    """Token-mean cross-entropy (with label smoothing) and the token count, plus
+    ``event_loss_weight`` x the frame-event loss when the batch has its targets."""
     from densevid.data import model_inputs
 
     labels = batch["labels"]
-    logits = model(labels, **model_inputs(batch))  # (B, T, V)
+    targets = batch.get("frame_targets") if event_loss_weight > 0 else None
+    out = model(labels, with_frames=targets is not None, **model_inputs(batch))
+    logits, frames = out if targets is not None else (out, None)  # (B, T, V)
     loss = F.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]),
         labels.reshape(-1),
         ignore_index=IGNORE_INDEX,
         label_smoothing=label_smoothing,
     )
+    if frames is not None:
+        mask = batch["visual_mask"].unsqueeze(-1).float()
+        bce = F.binary_cross_entropy_with_logits(
+            frames.float(), targets, reduction="none"
+        )
+        loss = loss + event_loss_weight * (bce * mask).sum() / (3 * mask.sum())
     return loss, int((labels != IGNORE_INDEX).sum())
 
 
@@ -690,7 +705,9 @@ def train(
                 ctx = net.no_sync() if (dist.enabled and not sync) else nullcontext()
                 with ctx:
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                        loss, _ = compute_loss(net, batch, cfg.label_smoothing)
+                        loss, _ = compute_loss(
+                            net, batch, cfg.label_smoothing, cfg.event_loss_weight
+                        )
                     (loss / cfg.grad_accum).backward()
                 step_loss += loss.item() / cfg.grad_accum
                 seen += len(indices)
