@@ -207,3 +207,23 @@ def test_colour_change_moves_mass_between_hue_bins():
     b = _blobs(pixels_features(frames, cfg)[1], cfg)
     assert b[0, 13] < 0 and b[:, 13].max() > 0  # red loses, green gains
     assert b[0, 11] == 0  # no centroid motion for a bin present in one frame only
+
+
+def test_mirrored_rows_equal_the_rows_of_the_mirrored_video():
+    from densevid.features.pixels import mirror_rows
+
+    rng = np.random.default_rng(3)
+    frames = []
+    for i in range(9):  # a triangle moving right and a disc growing, on noise
+        img = _scene("triangle", (230, 30, 30), 14 + 2 * i, 20, 7)
+        disc = _scene("disc", (40, 60, 230), 44, 40, 5 + 0.5 * i)
+        img = np.where((disc != 105).any(-1, keepdims=True), disc, img)
+        noise = rng.integers(-12, 13, img.shape)
+        frames.append(np.clip(img.astype(int) + noise, 0, 255).astype(np.uint8))
+    frames = np.stack(frames)
+    cfg = PixelsConfig(fps=2.0, substeps=4)
+    rows = pixels_features(frames, cfg)
+    flipped = pixels_features(frames[:, :, ::-1], cfg)
+    np.testing.assert_allclose(mirror_rows(rows, cfg.layout()), flipped, atol=1e-4)
+    b = _blobs(rows[1], cfg)
+    assert b[0, 11] > 0 and _blobs(flipped[1], cfg)[0, 11] < 0  # dx changes sign

@@ -188,6 +188,38 @@ def test_frame_event_loss_trains_the_frame_head(corpus):
     assert model.frame_head.weight.grad.abs().sum() > 0
 
 
+def test_hflip_mirrors_the_frames_and_swaps_left_and_right(tmp_path):
+    from densevid.data import VideoDataset, swap_words
+    from densevid.features.pixels import BLOB_FIELDS, mirror_rows
+    from densevid.model import ModelConfig
+    from densevid.text import TimeTokenizer, train_tokenizer
+
+    assert swap_words("Left, then right; leftover.", {"left": "right"}) == (
+        "Right, then left; leftover."
+    )
+    n = len(BLOB_FIELDS)
+    layout = {"blobs": {"start": 0, "stop": n, "shape": [1, n], "fields": BLOB_FIELDS}}
+    x = np.random.default_rng(0).uniform(0.1, 0.9, (ROWS, n)).astype(np.float32)
+    meta = {"extractor": "pixels", "layout": layout, "duration": 10.0, "fps": 1.2}
+    save_features(tmp_path / "f", "pixels", "v0", x, meta)
+    save_features(tmp_path / "f", "other", "v0", x, {"duration": 10.0, "fps": 1.2})
+    video = VideoEvents("v0", (Event(1, 4, "the square moves left"),), 10.0)
+    tok = train_tokenizer(["the square moves left", "right"] * 4, vocab_size=80)
+    tt = TimeTokenizer(tok, 100)
+    cfg = ModelConfig(visual_dim=n, n_frames=ROWS)
+    data = VideoDataset({"v0": video}, tmp_path / "f", cfg, tt, hflip=1.0,
+                        hflip_words={"left": "right"})  # fmt: skip
+    item = data[0]
+    np.testing.assert_allclose(item["visual"], mirror_rows(x, layout))
+    assert tt.decode_events(item["labels"], 10.0)[0].text == "the square moves right"
+    plain = VideoDataset({"v0": video}, tmp_path / "f", cfg, tt)[0]
+    np.testing.assert_array_equal(plain["visual"], x)
+    cfg_other = ModelConfig(visual_dim=n, n_frames=ROWS, visual_features="other")
+    other = VideoDataset({"v0": video}, tmp_path / "f", cfg_other, tt, hflip=0.5)
+    with pytest.raises(DensevidError, match="hflip needs pixels features"):
+        other[0]
+
+
 def test_lr_schedule_warmup_then_cosine():
     assert lr_factor(0, 10, 110, 0.1) == pytest.approx(0.1)
     assert lr_factor(9, 10, 110, 0.1) == pytest.approx(1.0)

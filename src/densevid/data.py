@@ -6,7 +6,9 @@ the audio stream sampled the same way and the speech transcript as time-tokenise
 ids, and the target ``<t_s> <t_e> caption ... </s>`` sequence. An optional random
 temporal crop (training only) cuts a window out of the video, keeps the events mostly
 inside it, and makes the window the whole "video", so times stay relative to what the
-model sees.
+model sees. An optional horizontal flip (training only, features with a known layout:
+``pixels``) mirrors the frame features and swaps "left" and "right" in the captions
+and the transcript.
 
 Randomness comes from a generator seeded by (seed, epoch, index), so an item does not
 depend on which process loads it or on whether training was resumed.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +43,7 @@ class Stream:
 
     array: np.ndarray  # (T, D)
     times: np.ndarray  # (T,)
+    mirrored: np.ndarray | None = None  # (T, D) rows of the flipped video (hflip)
 
 
 def row_times(meta: Mapping[str, Any], n_rows: int, duration: float) -> np.ndarray:
@@ -107,6 +111,23 @@ def frame_event_targets(
     return out
 
 
+def swap_words(text: str, pairs: Mapping[str, str]) -> str:
+    """``text`` with each whole word of ``pairs`` (either side) replaced by its
+    partner, keeping a capital first letter: "Left, then right." -> "Right, then
+    left." for {"left": "right"}."""
+    both = {b.lower(): a for a, b in pairs.items()}
+    both.update({a.lower(): b for a, b in pairs.items()})
+    if not both:
+        return text
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, both)) + r")\b", re.I)
+
+    def swap(m: re.Match[str]) -> str:
+        word = both[m.group(0).lower()]
+        return word[:1].upper() + word[1:] if m.group(0)[0].isupper() else word
+
+    return pattern.sub(swap, text)
+
+
 def crop_events(events: Sequence[Event], start: float, end: float) -> list[Event]:
     """Events shifted into the window [start, end], clipped to it; those with less
     than CROP_KEEP_FRACTION of their length inside are dropped."""
@@ -131,6 +152,8 @@ class VideoDataset(torch.utils.data.Dataset):
         time_tokenizer: turns events and transcripts into ids.
         crop: random temporal crops (training).
         crop_min_fraction: the shortest window as a fraction of the video.
+        hflip: probability of showing an item mirrored left-right (training).
+        hflip_words: words swapped in the text of a mirrored item (both ways).
         seed: base seed of the per-item generators.
         cache: keep loaded feature arrays in memory (small corpora).
     """
@@ -144,6 +167,8 @@ class VideoDataset(torch.utils.data.Dataset):
         *,
         crop: bool = False,
         crop_min_fraction: float = 0.5,
+        hflip: float = 0.0,
+        hflip_words: Mapping[str, str] | None = None,
         seed: int = 0,
         cache: bool = True,
     ) -> None:
@@ -162,6 +187,10 @@ class VideoDataset(torch.utils.data.Dataset):
         self.tt = time_tokenizer
         self.crop = crop
         self.crop_min_fraction = crop_min_fraction
+        if not 0.0 <= hflip <= 1.0:
+            raise DensevidError(f"hflip must be a probability in [0, 1], got {hflip}")
+        self.hflip = hflip
+        self.hflip_words = dict(hflip_words or {})
         self.seed = seed
         self.epoch = 0
         self._cache: dict[tuple[str, str], Any] | None = {} if cache else None
@@ -201,13 +230,21 @@ class VideoDataset(torch.utils.data.Dataset):
         if self._cache is not None and key in self._cache:
             return self._cache[key]
         array, meta = load_features(self.root, extractor, video.video_id)
+        mirrored = None
         if extractor == self.config.visual_features:
-            array = select_blocks(
-                array, meta, self.config.visual_blocks, f"{self.root}/{extractor}"
-            )
+            where = f"{self.root}/{extractor}"
+            if self.hflip > 0:
+                mirrored = select_blocks(
+                    mirror_features(array, meta, where),
+                    meta,
+                    self.config.visual_blocks,
+                    where,
+                )
+            array = select_blocks(array, meta, self.config.visual_blocks, where)
         stream = Stream(
             np.asarray(array, dtype=np.float32),
             row_times(meta, array.shape[0], float(video.duration)),
+            mirrored,
         )
         if self._cache is not None:
             self._cache[key] = stream
@@ -234,11 +271,24 @@ class VideoDataset(torch.utils.data.Dataset):
         start = rng.uniform(0.0, duration - length)
         return float(start), float(start + length)
 
+    def flipped(self, index: int) -> bool:
+        """Whether this item shows the video mirrored (``hflip``), per epoch."""
+        if self.hflip <= 0:
+            return False
+        rng = np.random.default_rng([self.seed, self.epoch, index, 1])
+        return bool(rng.random() < self.hflip)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         video = self.videos[index]
         cfg = self.config
         start, end = self.window(index)
+        flip = self.flipped(index)
         events = list(video.events)
+        if flip:
+            events = [
+                Event(e.start, e.end, swap_words(e.text, self.hflip_words))
+                for e in events
+            ]
         if self.crop:
             cropped = crop_events(events, start, end)
             if cropped:
@@ -249,7 +299,7 @@ class VideoDataset(torch.utils.data.Dataset):
         item: dict[str, Any] = {"video_id": video.video_id, "duration": duration}
         visual = self._stream(cfg.visual_features, video)
         rows = sample_rows(visual.times, start, end, cfg.n_frames)
-        item["visual"] = visual.array[rows]
+        item["visual"] = (visual.mirrored if flip else visual.array)[rows]
         if cfg.use_audio:
             audio = self._stream(cfg.audio_features, video)
             item["audio"] = audio.array[
@@ -257,6 +307,11 @@ class VideoDataset(torch.utils.data.Dataset):
             ]
         if cfg.use_speech:
             speech = self._speech(video)
+            if flip:
+                speech = [
+                    dict(s, text=swap_words(str(s["text"]), self.hflip_words))
+                    for s in speech
+                ]
             if self.crop:
                 speech = [
                     {"start": e.start, "end": e.end, "text": e.text}
@@ -281,6 +336,21 @@ class VideoDataset(torch.utils.data.Dataset):
                 [(e.start, e.end) for e in events], start, end, cfg.n_frames
             )
         return item
+
+
+def mirror_features(
+    array: np.ndarray, meta: Mapping[str, Any], where: str
+) -> np.ndarray:
+    """The rows of the left-right mirrored video (``pixels.mirror_rows``); only
+    features whose sidecar describes their layout (``pixels``) can be mirrored."""
+    from densevid.features.pixels import mirror_rows
+
+    if meta.get("extractor") != "pixels" or not meta.get("layout"):
+        raise DensevidError(
+            f"{where}: hflip needs pixels features (others cannot be mirrored "
+            "without re-extracting the flipped video)"
+        )
+    return mirror_rows(array, meta["layout"])
 
 
 def _pad_stack(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -76,6 +76,10 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
     crop: bool = False
     crop_min_fraction: float = 0.5
+    # probability of a left-right mirrored training item (pixels features only),
+    # with these words swapped both ways in its captions and transcript
+    hflip: float = 0.0
+    hflip_words: dict[str, str] = field(default_factory=lambda: {"left": "right"})
     eval_every: int = 250
     save_every: int = 250
     log_every: int = 25
@@ -612,6 +616,8 @@ def train(
             tt,
             crop=cfg.crop,
             crop_min_fraction=cfg.crop_min_fraction,
+            hflip=cfg.hflip,
+            hflip_words=cfg.hflip_words,
             seed=cfg.seed,
         )
         val_set = None

@@ -117,7 +117,7 @@ class PixelsConfig:
 
 def _to_float(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [0, 1]."""
-    x = torch.as_tensor(np.asarray(frames))
+    x = torch.as_tensor(np.ascontiguousarray(frames))
     if x.ndim != 4 or x.shape[-1] != 3:
         raise DensevidError(
             f"pixels: frames must be (N, H, W, 3), got {tuple(x.shape)}"
@@ -344,6 +344,40 @@ def pixels_features(
     out = torch.cat([torch.cat(appearance), motion[:, :n_lk], blob_rows.flatten(1)], 1)
     assert out.shape[1] == cfg.dim
     return out.numpy().astype(np.float32)
+
+
+def mirror_rows(array: np.ndarray, layout: dict[str, Any]) -> np.ndarray:
+    """The rows of the horizontally mirrored video, computed from the rows.
+
+    Training augmentation (``TrainConfig.hflip``): left becomes right without
+    re-extracting. Per block: columns of the rgb/edges/motion grids reverse; a
+    gradient at 45 degrees turns to 135 and back; horizontal flow and centroid motion
+    change sign; a present blob's x becomes 1 - x and its x-y correlation flips.
+    """
+    out = np.array(array, dtype=np.float32, copy=True)
+    swap45 = [0, 3, 2, 1]  # orientation bins 0, 45, 90, 135 -> 0, 135, 90, 45
+    for name, block in layout.items():
+        shape = [len(out), *block["shape"]]
+        x = out[:, block["start"] : block["stop"]].reshape(shape)
+        if name == "rgb":
+            x = x[:, :, ::-1]
+        elif name == "edges":
+            x = x[:, :, ::-1][..., swap45]
+        elif name == "motion":
+            x = x[:, :, ::-1].copy()
+            x[..., 1] *= -1  # dx
+        elif name == "blobs":
+            f = {n: i for i, n in enumerate(block["fields"])}
+            present = x[..., f["mass"]] > 0
+            x[..., f["x"]] = np.where(present, 1.0 - x[..., f["x"]], 0.0)
+            for n in ("corr_xy", "dx_per_s"):
+                x[..., f[n]] *= -1
+            e45, e135 = f["edge_45"], f["edge_135"]
+            x[..., [e45, e135]] = x[..., [e135, e45]]
+        else:
+            raise DensevidError(f"pixels: cannot mirror an unknown block {name!r}")
+        out[:, block["start"] : block["stop"]] = x.reshape(len(out), -1)
+    return out
 
 
 class PixelsExtractor(Extractor):
