@@ -28,6 +28,8 @@ SETTINGS = {
     "beam4": DecodingOptions(method="beam", beam_size=4),
     "greedy-nogrammar": DecodingOptions(method="greedy", constrained=False),
     "beam4-nogrammar": DecodingOptions(method="beam", beam_size=4, constrained=False),
+    # boundaries as the time tokens say, without the frame-event head's refinement
+    "greedy-norefine": DecodingOptions(method="greedy", refine_frames=0),
 }
 
 

@@ -3,7 +3,8 @@
 
 For every reference event, the prediction with the highest tIoU is its match.
 Localisation: the share of references matched at each tIoU, and the start/end errors
-of matches at tIoU >= 0.3 (seconds and time bins). Recognition: for matches at
+of matches at tIoU >= 0.3 (seconds and time bins), and per action of the reference
+the share found at tIoU >= 0.5. Recognition: for matches at
 tIoU >= 0.5, how often the caption gets each content word right (size, colour,
 shape, action, direction of a move), read off the benchmark's small grammar.
 
@@ -64,6 +65,7 @@ def main() -> None:
     submitted = load_submission(args.predictions)
     preds = {r: submitted[p] for p, r in match_video_ids(submitted, refs).items()}
     best_tiou, starts, ends = [], [], []
+    per_action: dict[str, list[bool]] = {}
     fields = ("size", "colour", "shape", "action", "direction")
     right = dict.fromkeys(fields, 0)
     asked = dict.fromkeys(fields, 0)
@@ -75,6 +77,8 @@ def main() -> None:
         n_pred += len(events)
         if not events:
             best_tiou += [0.0] * len(ref)
+            for e in ref:
+                per_action.setdefault(content(e.text)["action"] or "?", []).append(0)
             continue
         p = np.array([[e.start, e.end] for e in events], float)
         r = np.array([[e.start, e.end] for e in ref], float)
@@ -83,6 +87,8 @@ def main() -> None:
         for j, e in enumerate(ref):
             i = int(np.argmax(iou[:, j]))
             best_tiou.append(float(iou[i, j]))
+            action = content(e.text)["action"] or "?"
+            per_action.setdefault(action, []).append(bool(iou[i, j] >= 0.5))
             if iou[i, j] >= 0.3:
                 starts.append((events[i].start - e.start, bin_s))
                 ends.append((events[i].end - e.end, bin_s))
@@ -113,6 +119,9 @@ def main() -> None:
                 f"  {name} error at tIoU >= 0.3: median |d| {np.median(abs(d)):.2f} s"
                 f" = {np.median(abs(b)):.1f} bins, mean d {d.mean():+.2f} s"
             )
+    print("  found at tIoU >= 0.5, per action of the reference:")
+    for action, found in sorted(per_action.items(), key=lambda x: -np.mean(x[1])):
+        print(f"    {action:14s} {np.mean(found):.3f}  (of {len(found)})")
     print(f"recognition, {n_matched} matches at tIoU >= 0.5:")
     for f in fields:
         if asked[f]:

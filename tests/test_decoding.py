@@ -73,6 +73,7 @@ def test_unconstrained_grammar_only_bans():
         ({"beam_size": 0}, "beam_size"),
         ({"max_length": 2}, "max_length"),
         ({"length_penalty": float("nan")}, "length_penalty"),
+        ({"refine_frames": -1}, "refine_frames"),
     ],
 )
 def test_options_are_verified(change, message):
@@ -169,3 +170,38 @@ def test_beam_and_greedy_outputs_always_parse(overfitted):
                 elif tt.is_time(token) and times:
                     assert token >= times[-2]
                 prefix.append(token)
+
+
+def test_refine_time_finds_a_gaussian_peak_between_frames():
+    from densevid.decoding import refine_time
+
+    frames = torch.arange(20, dtype=torch.float64)
+    peak = torch.exp(-0.5 * (frames - 7.3) ** 2).numpy()  # the head's target shape
+    # frame j stands at (j + 0.5) / 20 of a 40 s video: the peak is at 15.6 s
+    assert refine_time(17.0, peak, 40.0, 2) == pytest.approx(15.6, abs=1e-6)
+    assert refine_time(25.0, peak, 40.0, 2) == 25.0  # no peak within 2 frames
+    assert refine_time(17.0, 0.4 * peak, 40.0, 2) == 17.0  # too weak to trust
+
+
+def test_decode_moves_boundaries_to_the_frame_heads_peaks(overfitted):
+    from densevid.decoding import refine_event
+
+    model, batch, targets = overfitted
+    e = Event(1.0, 4.0, "x")
+    crossing = torch.zeros(4, 3).numpy()
+    crossing[3, 1] = crossing[0, 2] = 1.0  # start peak after the end peak
+    assert refine_event(e, crossing, 9.0, 4) == e
+    # a head whose start peak is frame 0 and end peak frame 3 (of 4, 9 s video)
+    logits = torch.full((2, 4, 3), -9.0)
+    logits[:, 0, 1] = logits[:, 3, 2] = 9.0
+    model.frame_head = lambda states: logits
+    try:
+        wide = DecodingOptions(method="greedy", max_length=24, refine_frames=4)
+        for video in decode(model, batch, wide):
+            for e in video.events:
+                assert (e.start, e.end) == pytest.approx((0.5 / 4 * 9, 3.5 / 4 * 9))
+        off = DecodingOptions(method="greedy", max_length=24, refine_frames=0)
+        got = [[(e.start, e.end) for e in v.events] for v in decode(model, batch, off)]
+        assert got == [[(e.start, e.end) for e in t] for t in targets]
+    finally:
+        model.frame_head = None

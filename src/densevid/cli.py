@@ -297,8 +297,19 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="decode without the time-token grammar (ablation)",
     )
+    _add_refine_option(p)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def _add_refine_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--refine-frames",
+        type=int,
+        default=2,
+        help="move each boundary to the frame-event head's peak within this many "
+        "frames (models trained with model.frame_events; 0: off)",
+    )
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -314,6 +325,7 @@ def run_predict(args: argparse.Namespace) -> int:
         beam_size=args.beam_size,
         max_length=args.max_length,
         constrained=not args.no_constraint,
+        refine_frames=args.refine_frames,
     ).verify()
     model = load_model(args.checkpoint, device=args.device)
     videos = load_annotations(args.annotations)
@@ -626,6 +638,7 @@ def add_caption(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--method", choices=["beam", "greedy"], default="beam")
     p.add_argument("--beam-size", type=int, default=4)
+    _add_refine_option(p)
     p.add_argument("--max-events", type=int, help="keep the best-scored N events")
     p.add_argument(
         "--min-length", type=float, default=0.0, help="drop shorter events (s)"
@@ -651,7 +664,11 @@ def run_caption(args: argparse.Namespace) -> int:
     from densevid.model import load_model
 
     options = CaptionOptions(
-        decoding=DecodingOptions(method=args.method, beam_size=args.beam_size),
+        decoding=DecodingOptions(
+            method=args.method,
+            beam_size=args.beam_size,
+            refine_frames=args.refine_frames,
+        ),
         window=args.window,
         max_events=args.max_events,
         min_length=args.min_length,

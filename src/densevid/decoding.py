@@ -6,6 +6,11 @@ with a grammar that keeps every sequence parseable (DESIGN.md): time tokens come
 token follows each pair, and ``</s>`` may only close a complete event. Each event's
 score is the mean log-probability of its tokens under the model (a teacher-forced pass
 over the chosen sequence), so greedy and beam results are scored alike.
+
+A model with a frame-event head (``model.frame_events``) also says, per frame, how
+likely an event starts or ends there; each decoded boundary then moves to the
+strongest such peak within ``refine_frames`` frames of it, placed between frames by a
+parabola through the log-probabilities: finer than the time tokens' bins.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ class DecodingOptions:
         max_length: most generated tokens per video.
         constrained: apply the time-token grammar (off only for ablations).
         length_penalty: beam-score exponent on length (transformers' meaning).
+        refine_frames: how far (frames) a boundary may move to a peak of the
+            frame-event head (models with ``frame_events``); 0 turns it off.
     """
 
     method: str = "beam"
@@ -43,6 +50,7 @@ class DecodingOptions:
     max_length: int = 256
     constrained: bool = True
     length_penalty: float = 1.0
+    refine_frames: int = 2
 
     def verify(self) -> DecodingOptions:
         """Checks every option at once; returns self for chaining."""
@@ -54,6 +62,8 @@ class DecodingOptions:
             raise DensevidError(f"beam_size must be >= 1, got {self.beam_size}")
         if self.max_length < 4:
             raise DensevidError(f"max_length must be >= 4, got {self.max_length}")
+        if self.refine_frames < 0:
+            raise DensevidError(f"refine_frames must be >= 0: {self.refine_frames}")
         if not math.isfinite(self.length_penalty):
             raise DensevidError(f"length_penalty must be finite: {self.length_penalty}")
         return self
@@ -232,10 +242,16 @@ def decode(
     Returns:
         one VideoEvents per video, events sorted by start, times in seconds.
     """
+    options = (options or DecodingOptions()).verify()
     was_training = model.training
     model.eval()
     try:
         sequences, token_logp = generate(model, batch, options)
+        boundaries = None
+        if options.refine_frames > 0 and getattr(model, "frame_head", None):
+            with torch.no_grad():
+                states = model.visual(batch["visual"], batch["visual_mask"])
+                boundaries = torch.sigmoid(model.frame_head(states).float())
     finally:
         model.train(was_training)
     tt = model.time_tokenizer
@@ -244,9 +260,53 @@ def decode(
     for i, video_id in enumerate(batch["video_ids"]):
         seq = sequences[i, 1:].tolist()
         events = tt.decode_events(seq, durations[i], token_logp[i].tolist())
+        if boundaries is not None:
+            probs = boundaries[i].cpu().numpy()
+            events = [
+                refine_event(e, probs, durations[i], options.refine_frames)
+                for e in events
+            ]
         events = [_clip(e, durations[i]) for e in events]
         results.append(VideoEvents(video_id, tuple(events), durations[i]).sorted())
     return results
+
+
+MIN_PEAK = 0.5  # a frame-event peak below this probability moves no boundary
+
+
+def refine_time(t: float, p: Any, duration: float, window: int) -> float:
+    """Moves boundary ``t`` (s) to the strongest peak of ``p`` ([F] probabilities
+    that a boundary lies at frame j, frame j at relative time (j + 0.5) / F) within
+    ``window`` frames, between frames by a parabola through log p; unchanged when
+    no frame there reaches ``MIN_PEAK``."""
+    import numpy as np
+
+    n = len(p)
+    pos = t / duration * n - 0.5  # in frame indices
+    lo = max(0, math.floor(pos) - window + 1)
+    hi = min(n - 1, math.ceil(pos) + window - 1)
+    if hi < lo:
+        return t
+    j = lo + int(np.argmax(p[lo : hi + 1]))
+    if p[j] < MIN_PEAK:
+        return t
+    delta = 0.0
+    if 0 < j < n - 1:
+        a, b, c = (math.log(max(float(x), 1e-6)) for x in p[j - 1 : j + 2])
+        curve = a - 2 * b + c
+        if curve < 0:
+            delta = min(max(0.5 * (a - c) / curve, -0.5), 0.5)
+    return min(max((j + 0.5 + delta) / n * duration, 0.0), duration)
+
+
+def refine_event(event: Event, probs: Any, duration: float, window: int) -> Event:
+    """``event`` with its start and end moved by ``refine_time`` (probs: [F, 3],
+    columns under way / start / end); kept as it was if they would cross."""
+    start = refine_time(event.start, probs[:, 1], duration, window)
+    end = refine_time(event.end, probs[:, 2], duration, window)
+    if end <= start:
+        return event
+    return replace(event, start=start, end=end)
 
 
 def _clip(event: Event, duration: float) -> Event:
