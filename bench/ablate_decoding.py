@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
 from densevid.data import VideoDataset
 from densevid.decoding import DecodingOptions, decode_dataset
-from densevid.events import load_annotations
+from densevid.events import load_annotations, save_submission
 from densevid.metrics import evaluate
 from densevid.model import load_model
 
@@ -41,6 +42,12 @@ def main() -> None:
     p.add_argument("-s", "--settings", default=",".join(SETTINGS))
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument(
+        "--save",
+        type=Path,
+        help="also write each submission to SAVE/<checkpoint dir>_<setting>.json "
+        "(for bench/diagnose_synth.py)",
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -58,6 +65,10 @@ def main() -> None:
             )
             dt = (time.perf_counter() - t0) / len(dataset)
             scores = evaluate(preds, [refs], metrics=METRICS)
+            if args.save:
+                args.save.mkdir(parents=True, exist_ok=True)
+                stem = "_".join(Path(checkpoint).resolve().parts[-2:])
+                save_submission(preds.values(), args.save / f"{stem}_{name}.json")
             n_events = sum(len(v) for v in preds.values()) / len(preds)
             row = [checkpoint, name, *(f"{scores[m]:.4f}" for m in METRICS)]
             row += [f"{n_events:.2f}", f"{stats.per_token:.3f}", f"{dt:.3f}"]
