@@ -117,6 +117,13 @@ def main() -> None:
         "captions (vocabulary only; by default it sees transcripts only)",
     )
     p.add_argument(
+        "--only",
+        choices=["scratch", "pretrained"],
+        help="run only these rows (two processes can share the work: the scratch "
+        "rows need only the pretraining's tokenizer, written when it starts); a "
+        "last run without --only makes the table",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="a pilot in minutes: small videos, tiny model, few steps",
@@ -169,7 +176,7 @@ def main() -> None:
 
     # 3: pretraining
     pre_run = out / "runs" / "pretrain"
-    if not (pre_run / "last" / "model.safetensors").exists():
+    if args.only != "scratch" and not (pre_run / "last" / "model.safetensors").exists():
         run(
             densevid(
                 "pretrain", "--config", "configs/pretrain_synthetic.yaml",
@@ -199,6 +206,8 @@ def main() -> None:
     batch_size = int(extra.get("batch_size", train_config["batch_size"]))
     results = []
     for start, f, speech in rows:
+        if args.only and start != args.only:
+            continue
         name = f"{start}_{round(f * 100):03d}{'_speech' if speech else ''}"
         run_dir = out / "runs" / name
         overrides: dict[str, object] = {
@@ -220,7 +229,13 @@ def main() -> None:
             else:
                 # the same tokenizer as the pretrained model: only the weights
                 # differ, and per-token log-likelihoods are comparable across rows
-                cmd += ["--set", f"tokenizer={init}"]
+                tokenizer = pre_run / "tokenizer"
+                deadline = time.monotonic() + 3600
+                while not (tokenizer / "tokenizer_config.json").exists():
+                    if time.monotonic() > deadline:  # no pretraining is running
+                        sys.exit(f"no pretraining tokenizer in {tokenizer}")
+                    time.sleep(10)  # another process is starting the pretraining
+                cmd += ["--set", f"tokenizer={tokenizer}"]
             run(cmd + sets(overrides), log)
         preds, scores = run_dir / "test_preds.json", run_dir / "test_scores.json"
         ll_file = run_dir / "test_loglik.txt"
