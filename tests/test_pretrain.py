@@ -487,7 +487,13 @@ def test_pretrain_command_then_train_init_fine_tunes(shards, tmp_path, capsys):
     import yaml
 
     config = tmp_path / "pre.yaml"
-    cfg = tiny_pretrain(str(shards[0].parent), tmp_path / "pre", max_steps=4)
+    cfg = tiny_pretrain(
+        str(shards[0].parent),
+        tmp_path / "pre",
+        max_steps=4,
+        model=dict(TINY_MODEL, frame_events=True),
+        eval_every=3,
+    )
     config.write_text(yaml.safe_dump(cfg.to_dict()))
     assert (
         main(["-q", "pretrain", "--config", str(config), "--set", "max_steps=3"]) == 0
@@ -496,7 +502,7 @@ def test_pretrain_command_then_train_init_fine_tunes(shards, tmp_path, capsys):
     assert summary["step"] == 3
     ckpt = tmp_path / "pre" / "last"
     # frames-only fine-tuning model: same weights, speech path off
-    frames_only = dict(TINY_MODEL, speech_features="", dropout=0.1)
+    frames_only = dict(TINY_MODEL, speech_features="", dropout=0.1, frame_events=True)
     model = init_model(ckpt, PretrainConfig(model=frames_only).model)
     src = load_model(ckpt)
     assert model.config.speech_features == "" and model.config.dropout == 0.1
@@ -546,7 +552,7 @@ def test_pretrain_command_then_train_init_fine_tunes(shards, tmp_path, capsys):
         "--set",
         "best_metric=loss",
     ]
-    for key, value in TINY_MODEL.items():
+    for key, value in dict(TINY_MODEL, frame_events=True).items():
         args += ["--set", f"model.{key}={value}"]
     assert main(args) == 0
     capsys.readouterr()
@@ -559,6 +565,7 @@ def test_pretrain_command_then_train_init_fine_tunes(shards, tmp_path, capsys):
         if not torch.equal(v, tuned.state_dict()[k])
     ]
     assert changed  # fine-tuned
+    assert "frame_head.weight" in changed  # the frame-event head too
     # the LM encoder is unused without speech: it must still be the pretrained one
     enc = [k for k in src.state_dict() if k.startswith("lm.encoder.block")]
     assert enc and not set(enc) & set(changed)
