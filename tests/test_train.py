@@ -220,6 +220,35 @@ def test_hflip_mirrors_the_frames_and_swaps_left_and_right(tmp_path):
         other[0]
 
 
+def test_standardize_stores_the_training_features_mean_and_std(corpus, tmp_path):
+    from densevid.data import feature_stats
+    from densevid.features.cache import load_features
+    from densevid.model import load_model
+
+    a, b = np.array([[1.0, 5.0], [3.0, 5.0]]), np.array([[2.0, 5.0]])
+    mean, std = feature_stats([a, b])
+    np.testing.assert_allclose(mean, [2.0, 5.0])
+    np.testing.assert_allclose(std, [np.sqrt(2 / 3), 1e-3], rtol=1e-6)  # floored
+
+    cfg = tiny_config(
+        corpus, "std", max_steps=2, model=dict(TINY_MODEL, standardize=True)
+    )
+    train(cfg)
+    model = load_model(Path(cfg.output_dir) / "last")
+    rows = [load_features(corpus / "features", "pixels", f"v{i}")[0] for i in range(8)]
+    want_mean, want_std = feature_stats(rows)
+    enc = model.visual
+    np.testing.assert_allclose(enc.in_mean.numpy(), want_mean, rtol=1e-5)
+    np.testing.assert_allclose(enc.in_std.numpy(), want_std, rtol=1e-5)
+    # the encoder reads (x - mean) / std: as if fed standardised features
+    x, mask = torch.randn(1, 8, DIM), torch.ones(1, 8, dtype=torch.bool)
+    with torch.no_grad():
+        got = enc.eval()(x, mask)
+        enc.standardize = False
+        plain = enc((x - enc.in_mean) / enc.in_std, mask)
+    torch.testing.assert_close(got, plain)
+
+
 def test_lr_schedule_warmup_then_cosine():
     assert lr_factor(0, 10, 110, 0.1) == pytest.approx(0.1)
     assert lr_factor(9, 10, 110, 0.1) == pytest.approx(1.0)

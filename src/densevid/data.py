@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +109,25 @@ def frame_event_targets(
                 d = (centre - b) * n
                 out[:, col] = np.maximum(out[:, col], np.exp(-0.5 * d * d))
     return out
+
+
+MIN_STD = 1e-3  # a feature dimension that barely varies is not blown up
+
+
+def feature_stats(arrays: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std over the rows of all ``arrays`` ((T, D) each),
+    the std floored at ``MIN_STD`` (``ModelConfig.standardize``)."""
+    n, total, squares = 0, 0.0, 0.0
+    for a in arrays:
+        a = np.asarray(a, dtype=np.float64)
+        n += a.shape[0]
+        total = total + a.sum(0)
+        squares = squares + (a * a).sum(0)
+    if n == 0:
+        raise DensevidError("no feature rows to standardise with")
+    mean = total / n
+    std = np.sqrt(np.maximum(squares / n - mean * mean, 0.0))
+    return mean.astype(np.float32), np.maximum(std, MIN_STD).astype(np.float32)
 
 
 def swap_words(text: str, pairs: Mapping[str, str]) -> str:
@@ -249,6 +268,10 @@ class VideoDataset(torch.utils.data.Dataset):
         if self._cache is not None:
             self._cache[key] = stream
         return stream
+
+    def input_stats(self, extractor: str) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std of one stream's rows over every video (``feature_stats``)."""
+        return feature_stats(self._stream(extractor, v).array for v in self.videos)
 
     def _speech(self, video: VideoEvents) -> list[dict[str, Any]]:
         from densevid.features.cache import load_speech

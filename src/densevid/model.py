@@ -96,6 +96,10 @@ class ModelConfig:
         time_pointer: time tokens also score by pointing at frames
             (``TimePointerHead``).
         time_offset: id of ``<time_0>`` (filled in when built; time ids are contiguous).
+        standardize: each input feature dimension is first standardised with the
+            training features' mean and std (stored in the checkpoint): fields of
+            very different scales (pixels' blob mass ~0.01 beside positions ~0.5)
+            then start on an equal footing.
         frame_events: a head on the visual states that says, per frame, whether an
             event is under way, starts or ends there (``FrameEventHead``); trained
             beside the captions with ``TrainConfig.event_loss_weight``.
@@ -130,6 +134,7 @@ class ModelConfig:
     time_pointer: bool = False
     time_offset: int = 0
     frame_events: bool = False
+    standardize: bool = False
 
     def __post_init__(self) -> None:
         coerce_numbers(self)
@@ -187,8 +192,13 @@ class TemporalEncoder(nn.Module):
         n_heads: int,
         dropout: float,
         input_norm: bool = True,
+        standardize: bool = False,
     ) -> None:
         super().__init__()
+        self.standardize = standardize
+        if standardize:  # set from the training features by set_input_stats
+            self.register_buffer("in_mean", torch.zeros(d_in))
+            self.register_buffer("in_std", torch.ones(d_in))
         # features mix blocks of different scales (pixels: colours, edges, motion;
         # CLIP: large norms): normalising each frame first makes one lr fit all
         self.in_norm = nn.LayerNorm(d_in) if input_norm else nn.Identity()
@@ -213,8 +223,18 @@ class TemporalEncoder(nn.Module):
             self.layers = None
         self.norm = nn.LayerNorm(d_model)
 
+    @torch.no_grad()
+    def set_input_stats(self, mean: Any, std: Any) -> None:
+        """The per-dimension mean and std of the training features (standardize)."""
+        if not self.standardize:
+            raise DensevidError("this encoder does not standardise its inputs")
+        self.in_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.in_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x: [B, T, D_in]; mask: [B, T] bool, True where a real step."""
+        if self.standardize:
+            x = (x - self.in_mean) / self.in_std
         h = self.proj(self.in_norm(x)) + self.pos[: x.shape[1]]  # (B, T, d)
         h = self.drop(h)
         if self.layers is not None:
@@ -289,6 +309,7 @@ class DenseVideoModel(nn.Module):
             config.n_temporal_heads,
             config.dropout,
             config.input_norm,
+            config.standardize,
         )
         self.audio = (
             TemporalEncoder(
@@ -299,6 +320,7 @@ class DenseVideoModel(nn.Module):
                 config.n_temporal_heads,
                 config.dropout,
                 config.input_norm,
+                config.standardize,
             )
             if config.use_audio
             else None

@@ -265,6 +265,31 @@ def _first_video(source: Any, fraction: float) -> Any:
     raise DensevidError("pretraining corpus has no training samples")
 
 
+STATS_SAMPLES = 500  # training samples the input mean and std are taken from
+
+
+def _set_input_stats(model: Any, source: Any, fraction: float) -> None:
+    """``ModelConfig.standardize``: mean and std of the first training samples."""
+    from densevid.data import feature_stats
+    from densevid.shards import is_heldout
+
+    visual, audio = [], []
+    for unit in source.units:
+        for raw in source.read(unit):
+            if not is_heldout(raw["__key__"], fraction):
+                video = source.decode(raw)
+                visual.append(video.visual)
+                if video.audio is not None:
+                    audio.append(video.audio)
+            if len(visual) >= STATS_SAMPLES:
+                break
+        if len(visual) >= STATS_SAMPLES:
+            break
+    model.visual.set_input_stats(*feature_stats(visual))
+    if model.audio is not None:
+        model.audio.set_input_stats(*feature_stats(audio))
+
+
 def skip_for_resume(
     step: int, grad_accum: int, batch_size: int, rank: int, n_workers: int
 ) -> Callable[[int, int], int]:
@@ -391,6 +416,8 @@ def pretrain(
                     raise DensevidError(f"{first.key}: no audio features")
                 model_cfg.audio_dim = int(first.audio.shape[1])
             model = build_model(model_cfg, tokenizer)
+            if model_cfg.standardize:
+                _set_input_stats(model, source, cfg.heldout_fraction)
         model.to(device).train()
         tt: TimeTokenizer = model.time_tokenizer
         sentinels = ensure_sentinels(model.tokenizer)

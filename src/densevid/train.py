@@ -592,6 +592,14 @@ def train(
             if model_cfg.audio_features:
                 model_cfg.audio_dim = probe.feature_dim(model_cfg.audio_features)
             model = build_model(model_cfg, tokenizer)
+            if model_cfg.standardize:
+                model.visual.set_input_stats(
+                    *probe.input_stats(model_cfg.visual_features)
+                )
+                if model.audio is not None:
+                    model.audio.set_input_stats(
+                        *probe.input_stats(model_cfg.audio_features)
+                    )
         model.to(device).train()
         tt = model.time_tokenizer
         probe = VideoDataset(train_videos, cfg.features, model_cfg, tt, cache=False)
