@@ -491,3 +491,4 @@ def test_shipped_configs_load_and_pretraining_matches_the_synthetic_model():
     assert pre.model.visual_blocks == train.model.visual_blocks == ["blobs"]
     assert pre.model.time_pointer and train.model.time_pointer
     assert pre.model.frame_events and train.model.frame_events
+    assert pre.model.standardize and train.model.standardize
