@@ -339,7 +339,13 @@ def pixels_features(
             motion[r] = pairs[lo - 1 : hi].mean(0)
     n_lk = lk.shape[1]
     blob_rows = torch.cat(
-        [blobs[rows], motion[:, n_lk:].reshape(len(rows), cfg.n_hues, -1)], -1
+        [
+            blobs[rows],
+            motion[:, n_lk:].reshape(
+                len(rows), cfg.n_hues, len(BLOB_FIELDS) - N_BLOB_STATIC
+            ),
+        ],
+        -1,
     )  # (R, n_hues, len(BLOB_FIELDS))
     out = torch.cat([torch.cat(appearance), motion[:, :n_lk], blob_rows.flatten(1)], 1)
     assert out.shape[1] == cfg.dim
