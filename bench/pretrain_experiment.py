@@ -80,6 +80,13 @@ def sets(overrides: dict[str, object]) -> list[str]:
     return out
 
 
+def finished(run_dir: Path, steps: int) -> bool:
+    """Whether a run got to ``steps`` (a killed one has a ``last`` checkpoint too:
+    running its command again resumes it)."""
+    state = run_dir / "last" / "training_state.json"
+    return state.exists() and json.loads(state.read_text())["step"] >= steps
+
+
 def subset(train: Path, fraction: float, seed: int = 0) -> Path:
     """The first ``fraction`` of the training videos in a seeded random order."""
     pct = round(fraction * 100)
@@ -176,7 +183,7 @@ def main() -> None:
 
     # 3: pretraining
     pre_run = out / "runs" / "pretrain"
-    if args.only != "scratch" and not (pre_run / "last" / "model.safetensors").exists():
+    if args.only != "scratch" and not finished(pre_run, args.pretrain_steps):
         run(
             densevid(
                 "pretrain", "--config", "configs/pretrain_synthetic.yaml",
@@ -222,7 +229,7 @@ def main() -> None:
         n_videos = len(load_annotations(overrides["train_annotations"]))
         if n_videos < batch_size:  # a small split still makes whole steps
             overrides["batch_size"] = n_videos
-        if not (run_dir / "last" / "model.safetensors").exists():
+        if not finished(run_dir, int(overrides["max_steps"])):
             cmd = densevid("train", "--config", "configs/synthetic.yaml")
             if start == "pretrained":
                 cmd += ["--init", str(init)]
