@@ -82,6 +82,16 @@ def test_forward_shapes_and_mask_hides_padding(tokenizer):
     )
 
 
+def test_features_of_another_dimension_are_one_error(tokenizer):
+    model = build_model(tiny_config(), tokenizer).eval()
+    with pytest.raises(DensevidError, match="are 7-d but the model reads 6-d"):
+        model(
+            make_labels(tokenizer),
+            visual=torch.randn(2, 8, 7),
+            visual_mask=torch.ones(2, 8, dtype=torch.bool),
+        )
+
+
 def test_log_likelihood_equals_cross_entropy(tokenizer):
     torch.manual_seed(1)
     logits = torch.randn(2, 5, 11)

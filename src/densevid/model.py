@@ -373,6 +373,17 @@ class DenseVideoModel(nn.Module):
         Returns:
             hidden [B, L, d_model] and its attention mask [B, L] (long).
         """
+        cfg = self.config
+        for name, x, dim, extractor in (
+            ("visual", visual, cfg.visual_dim, cfg.visual_features),
+            ("audio", audio, cfg.audio_dim, cfg.audio_features),
+        ):
+            if x is not None and dim and x.shape[-1] != dim:
+                raise DensevidError(
+                    f"{name} features ({extractor}) are {x.shape[-1]}-d but the model "
+                    f"reads {dim}-d: extracted by another version of the extractor "
+                    "or with other options than the model was trained on"
+                )
         states = [self.visual(visual, visual_mask)]
         masks = [visual_mask]
         if isinstance(self.lm.lm_head, TimePointerHead):
