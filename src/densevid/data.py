@@ -104,9 +104,9 @@ def frame_event_targets(
     for a, b in spans:  # event (start, end) in seconds
         s, t = (a - start) / length, (b - start) / length
         out[:, 0] = np.maximum(out[:, 0], (centre >= s) & (centre <= t))
-        for col, b in ((1, s), (2, t)):
-            if 0.0 <= b <= 1.0:
-                d = (centre - b) * n
+        for col, boundary in ((1, s), (2, t)):
+            if 0.0 <= boundary <= 1.0:
+                d = (centre - boundary) * n
                 out[:, col] = np.maximum(out[:, col], np.exp(-0.5 * d * d))
     return out
 
