@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from densevid.errors import DensevidError
@@ -279,8 +280,6 @@ def refine_time(t: float, p: Any, duration: float, window: int) -> float:
     that a boundary lies at frame j, frame j at relative time (j + 0.5) / F) within
     ``window`` frames, between frames by a parabola through log p; unchanged when
     no frame there reaches ``MIN_PEAK``."""
-    import numpy as np
-
     n = len(p)
     pos = t / duration * n - 0.5  # in frame indices
     lo = max(0, math.floor(pos) - window + 1)
