@@ -491,7 +491,7 @@ def test_pretrain_command_then_train_init_fine_tunes(shards, tmp_path, capsys):
         str(shards[0].parent),
         tmp_path / "pre",
         max_steps=4,
-        model=dict(TINY_MODEL, frame_events=True),
+        model=dict(TINY_MODEL, frame_events=True, standardize=True),
         eval_every=3,
     )
     config.write_text(yaml.safe_dump(cfg.to_dict()))
@@ -502,9 +502,13 @@ def test_pretrain_command_then_train_init_fine_tunes(shards, tmp_path, capsys):
     assert summary["step"] == 3
     ckpt = tmp_path / "pre" / "last"
     # frames-only fine-tuning model: same weights, speech path off
-    frames_only = dict(TINY_MODEL, speech_features="", dropout=0.1, frame_events=True)
+    frames_only = dict(
+        TINY_MODEL, speech_features="", dropout=0.1, frame_events=True, standardize=True
+    )
     model = init_model(ckpt, PretrainConfig(model=frames_only).model)
     src = load_model(ckpt)
+    # standardised with the corpus's first training samples, not the defaults
+    assert src.visual.in_mean.abs().sum() > 0 and (src.visual.in_std != 1).any()
     assert model.config.speech_features == "" and model.config.dropout == 0.1
     for k, v in src.state_dict().items():
         torch.testing.assert_close(model.state_dict()[k], v)
@@ -552,7 +556,7 @@ def test_pretrain_command_then_train_init_fine_tunes(shards, tmp_path, capsys):
         "--set",
         "best_metric=loss",
     ]
-    for key, value in dict(TINY_MODEL, frame_events=True).items():
+    for key, value in dict(TINY_MODEL, frame_events=True, standardize=True).items():
         args += ["--set", f"model.{key}={value}"]
     assert main(args) == 0
     capsys.readouterr()

@@ -101,7 +101,7 @@ class ModelConfig:
             very different scales (pixels' blob mass ~0.01 beside positions ~0.5)
             then start on an equal footing.
         frame_events: a head on the visual states that says, per frame, whether an
-            event is under way, starts or ends there (``FrameEventHead``); trained
+            event is under way, starts or ends there (``frame_head``); trained
             beside the captions with ``TrainConfig.event_loss_weight``.
     """
 

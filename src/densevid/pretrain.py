@@ -28,7 +28,7 @@ import os
 import random
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -210,24 +210,28 @@ def open_corpus(cfg: PretrainConfig, model: ModelConfig) -> Any:
 # --- the run -----------------------------------------------------------------------
 
 
+def _training_samples(source: Any, fraction: float) -> Iterator[dict[str, Any]]:
+    """The corpus's raw samples in order, the held-out ones left out."""
+    from densevid.shards import is_heldout
+
+    for unit in source.units:
+        for raw in source.read(unit):
+            if not is_heldout(raw["__key__"], fraction):
+                yield raw
+
+
 def _train_tokenizer(cfg: PretrainConfig, source: Any, tok_dir: Path) -> None:
     """A BPE tokenizer from the transcripts of the first training samples, plus
     ``tokenizer_texts`` and every printable ASCII character (so text unlike the
     transcripts, e.g. capitalised captions, never maps to ``<unk>``)."""
-    from densevid.shards import is_heldout
     from densevid.text import train_tokenizer
 
     texts: list[str] = []
-    for unit in source.units:
-        for raw in source.read(unit):
-            if is_heldout(raw["__key__"], cfg.heldout_fraction):
-                continue
-            try:
-                texts += [s["text"] for s in source.transcript(raw)]
-            except DensevidError as e:
-                logger.warning("tokenizer: skipping sample: %s", e)
-            if len(texts) >= cfg.tokenizer_samples:
-                break
+    for raw in _training_samples(source, cfg.heldout_fraction):
+        try:
+            texts += [s["text"] for s in source.transcript(raw)]
+        except DensevidError as e:
+            logger.warning("tokenizer: skipping sample: %s", e)
         if len(texts) >= cfg.tokenizer_samples:
             break
     texts += read_texts(cfg.tokenizer_texts)
@@ -256,12 +260,8 @@ def read_texts(paths: Sequence[str]) -> list[str]:
 
 
 def _first_video(source: Any, fraction: float) -> Any:
-    from densevid.shards import is_heldout
-
-    for unit in source.units:
-        for raw in source.read(unit):
-            if not is_heldout(raw["__key__"], fraction):
-                return source.decode(raw)
+    for raw in _training_samples(source, fraction):
+        return source.decode(raw)
     raise DensevidError("pretraining corpus has no training samples")
 
 
@@ -271,18 +271,13 @@ STATS_SAMPLES = 500  # training samples the input mean and std are taken from
 def _set_input_stats(model: Any, source: Any, fraction: float) -> None:
     """``ModelConfig.standardize``: mean and std of the first training samples."""
     from densevid.data import feature_stats
-    from densevid.shards import is_heldout
 
     visual, audio = [], []
-    for unit in source.units:
-        for raw in source.read(unit):
-            if not is_heldout(raw["__key__"], fraction):
-                video = source.decode(raw)
-                visual.append(video.visual)
-                if video.audio is not None:
-                    audio.append(video.audio)
-            if len(visual) >= STATS_SAMPLES:
-                break
+    for raw in _training_samples(source, fraction):
+        video = source.decode(raw)
+        visual.append(video.visual)
+        if video.audio is not None:
+            audio.append(video.audio)
         if len(visual) >= STATS_SAMPLES:
             break
     model.visual.set_input_stats(*feature_stats(visual))
