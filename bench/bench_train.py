@@ -122,7 +122,7 @@ def bench(size: str, device: torch.device, batch: int, steps: int, videos: int) 
         generate(model, inputs, options)  # warm-up
         sync(device)
         t0 = time.perf_counter()
-        seqs, _ = generate(model, inputs, options)
+        seqs = generate(model, inputs, options).sequences
         sync(device)
         dt = (time.perf_counter() - t0) / len(seqs)
         print(

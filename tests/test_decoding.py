@@ -74,6 +74,7 @@ def test_unconstrained_grammar_only_bans():
         ({"max_length": 2}, "max_length"),
         ({"length_penalty": float("nan")}, "length_penalty"),
         ({"refine_frames": -1}, "refine_frames"),
+        ({"soft_time": -1}, "soft_time"),
     ],
 )
 def test_options_are_verified(change, message):
@@ -146,11 +147,13 @@ def test_overfitted_model_decodes_its_events(overfitted, method):
             assert -1.0 < e.score <= 0.0  # mean log-prob of a confident model
 
 
-def test_beam_and_greedy_outputs_always_parse(overfitted):
+@pytest.mark.parametrize("decoder_layers", [1, 2])  # 2: deeper than the encoder
+def test_beam_and_greedy_outputs_always_parse(overfitted, decoder_layers):
     """A random (untrained) model: whatever comes out follows the grammar."""
     model, batch, _ = overfitted
     torch.manual_seed(5)
-    fresh = build_model(replace(model.config, lm_config={}), model.tokenizer).eval()
+    config = replace(model.config, lm_config={}, n_decoder_layers=decoder_layers)
+    fresh = build_model(config, model.tokenizer).eval()
     from densevid.decoding import generate
 
     tt = fresh.time_tokenizer
@@ -158,7 +161,7 @@ def test_beam_and_greedy_outputs_always_parse(overfitted):
         DecodingOptions(method="greedy", max_length=30),
         DecodingOptions(beam_size=3, max_length=30),
     ]:
-        sequences, _ = generate(fresh, batch, options)
+        sequences = generate(fresh, batch, options).sequences
         for row in sequences.tolist():
             prefix: list[int] = []
             for token in row[1:]:
@@ -205,3 +208,35 @@ def test_decode_moves_boundaries_to_the_frame_heads_peaks(overfitted):
         assert got == [[(e.start, e.end) for e in t] for t in targets]
     finally:
         model.frame_head = None
+
+
+def test_time_shifts_are_the_mean_offset_of_nearby_bins():
+    from densevid.decoding import time_shifts
+
+    probs = torch.full((1, 3, V), 1e-9)
+    probs[0, 0, 3] = 1.0  # a text token: no shift
+    probs[0, 1, LO + 1 : LO + 4] = torch.tensor([0.2, 0.5, 0.3])  # around bin 2
+    probs[0, 2, LO : LO + 2] = torch.tensor([0.6, 0.4])  # bin 0: nothing below
+    ids = torch.tensor([[3, LO + 2, LO]])
+    shifts = time_shifts(probs.log(), ids, LO, N, window=1)
+    assert shifts[0].tolist() == pytest.approx([0.0, 0.1, 0.4], abs=1e-6)
+    assert time_shifts(probs.log(), ids, LO, N, window=0).abs().sum() == 0
+
+
+def test_soft_time_moves_decoded_times_between_bins(overfitted):
+    model, batch, targets = overfitted
+    tt = model.time_tokenizer
+    ids = [tt.time_offset + 2, tt.time_offset + 5, *tt.encode_text("a star appears")]
+    (plain,) = tt.decode_events(ids, 9.0)
+    (soft,) = tt.decode_events(ids, 9.0, time_shifts=[0.5, -0.25] + [0.0] * 3)
+    bin_s = 9.0 / (tt.n_time_tokens - 1)
+    assert soft.start == pytest.approx(plain.start + 0.5 * bin_s)
+    assert soft.end == pytest.approx(plain.end - 0.25 * bin_s)
+    # decoding with the window on keeps the overfitted model's events near their bins
+    options = DecodingOptions(method="greedy", max_length=24, soft_time=2)
+    for video, target in zip(decode(model, batch, options), targets, strict=True):
+        got = [(e.start, e.end) for e in video.events]
+        want = [(e.start, e.end) for e in target]
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert g == pytest.approx(w, abs=2 * bin_s)

@@ -188,6 +188,34 @@ def test_frame_event_loss_trains_the_frame_head(corpus):
     assert model.frame_head.weight.grad.abs().sum() > 0
 
 
+def test_soft_time_targets_spread_over_neighbouring_bins():
+    from densevid.train import soft_time_cross_entropy
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 30)
+    labels = torch.tensor([[3, 12, 17, 1], [15, 2, -100, -100]])  # times: 10..19
+    plain = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 30), labels.reshape(-1), ignore_index=-100,
+        label_smoothing=0.1,
+    )  # fmt: skip
+    narrow = soft_time_cross_entropy(logits, labels, 10, 10, 1e-3, 0.1)
+    assert narrow.item() == pytest.approx(plain.item(), rel=1e-6)
+    # a model sure of bin 5 loses less to target bin 6 than to bin 9 when spread
+    sure = torch.full((1, 1, 30), -10.0)
+    sure[0, 0, 15] = 10.0
+    near = soft_time_cross_entropy(sure, torch.tensor([[16]]), 10, 10, 1.0)
+    far = soft_time_cross_entropy(sure, torch.tensor([[19]]), 10, 10, 1.0)
+    one_hot = soft_time_cross_entropy(sure, torch.tensor([[16]]), 10, 10, 1e-3)
+    assert near < far and near < one_hot
+    # text tokens keep their one-hot targets
+    text = torch.tensor([[3, 1]])
+    assert soft_time_cross_entropy(logits[:1, :2], text, 10, 10, 2.0).item() == (
+        pytest.approx(
+            torch.nn.functional.cross_entropy(logits[0, :2], text[0]).item(), rel=1e-6
+        )
+    )
+
+
 def test_hflip_mirrors_the_frames_and_swaps_left_and_right(tmp_path):
     from densevid.data import VideoDataset, swap_words
     from densevid.features.pixels import BLOB_FIELDS, mirror_rows

@@ -11,6 +11,10 @@ A model with a frame-event head (``model.frame_events``) also says, per frame, h
 likely an event starts or ends there; each decoded boundary then moves to the
 strongest such peak within ``refine_frames`` frames of it, placed between frames by a
 parabola through the log-probabilities: finer than the time tokens' bins.
+
+Each time token is also read between bins: the chosen bin plus the mean offset of
+the model's probabilities over the bins within ``soft_time`` of it (a model trained
+with ``time_sigma`` spreads them around where it thinks the boundary is).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -44,6 +48,8 @@ class DecodingOptions:
         length_penalty: beam-score exponent on length (transformers' meaning).
         refine_frames: how far (frames) a boundary may move to a peak of the
             frame-event head (models with ``frame_events``); 0 turns it off.
+        soft_time: half-width (bins) of the window whose probabilities place a
+            time token between bins; 0 reads the bin alone.
     """
 
     method: str = "beam"
@@ -52,6 +58,7 @@ class DecodingOptions:
     constrained: bool = True
     length_penalty: float = 1.0
     refine_frames: int = 2
+    soft_time: int = 0
 
     def verify(self) -> DecodingOptions:
         """Checks every option at once; returns self for chaining."""
@@ -65,6 +72,8 @@ class DecodingOptions:
             raise DensevidError(f"max_length must be >= 4, got {self.max_length}")
         if self.refine_frames < 0:
             raise DensevidError(f"refine_frames must be >= 0: {self.refine_frames}")
+        if self.soft_time < 0:
+            raise DensevidError(f"soft_time must be >= 0: {self.soft_time}")
         if not math.isfinite(self.length_penalty):
             raise DensevidError(f"length_penalty must be finite: {self.length_penalty}")
         return self
@@ -177,21 +186,26 @@ def make_grammar(model: Any, options: DecodingOptions) -> TimeGrammar:
     )
 
 
+class Generation(NamedTuple):
+    """What ``generate`` returns: per video, one sequence and what reads it."""
+
+    sequences: torch.Tensor  # [B, L], decoder start token first, pad after </s>
+    token_logp: torch.Tensor  # [B, L-1], log p of sequences[:, 1:] under the model
+    time_shifts: torch.Tensor  # [B, L-1], bins to move each time token by (soft_time)
+    visual_states: torch.Tensor  # [B, F, d], the encoded frames (for the frame head)
+
+
 @torch.no_grad()
 def generate(
     model: Any, batch: dict[str, Any], options: DecodingOptions | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> Generation:
     """Generates one sequence per video.
 
     Args:
         model: a DenseVideoModel with its tokenizer.
         batch: collated inputs (``visual``, ``visual_mask``, optional streams).
-
-    Returns:
-        sequences [B, L] (decoder start token first, pad after ``</s>``) and
-        per-token log-probabilities [B, L-1] of ``sequences[:, 1:]`` under the model.
     """
-    from transformers import LogitsProcessorList
+    from transformers import DynamicCache, EncoderDecoderCache, LogitsProcessorList
     from transformers.modeling_outputs import BaseModelOutput
 
     options = (options or DecodingOptions()).verify()
@@ -209,6 +223,10 @@ def generate(
         max_new_tokens=options.max_length,
         length_penalty=options.length_penalty,
         logits_processor=LogitsProcessorList([grammar]),
+        # caches that grow a layer per decoder layer: the one transformers builds
+        # from the config has num_layers (the encoder's count) and fails when the
+        # decoder is deeper (n_decoder_layers > n_layers)
+        past_key_values=EncoderDecoderCache(DynamicCache(), DynamicCache()),
         decoder_start_token_id=lm.config.decoder_start_token_id,
         eos_token_id=lm.config.eos_token_id,
         pad_token_id=lm.config.pad_token_id,
@@ -228,7 +246,33 @@ def generate(
     logp = torch.log_softmax(logits.float(), dim=-1)
     token_logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     token_logp = token_logp.masked_fill(labels == -100, 0.0)
-    return sequences, token_logp
+    tt = model.time_tokenizer
+    shifts = time_shifts(
+        logp, labels, tt.time_offset, tt.n_time_tokens, options.soft_time
+    )
+    n_frames = inputs["visual"].shape[1]  # the visual stream comes first
+    return Generation(sequences, token_logp, shifts, hidden[:, :n_frames])
+
+
+def time_shifts(
+    logp: torch.Tensor, ids: torch.Tensor, time_offset: int, n_bins: int, window: int
+) -> torch.Tensor:
+    """Per position of ``ids`` [B, L] holding a time token: the mean offset (bins)
+    of ``logp``'s [B, L, V] probabilities over the time bins within ``window`` of
+    it, i.e. where between bins the model puts the boundary; 0 elsewhere."""
+    shifts = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
+    is_time = (ids >= time_offset) & (ids < time_offset + n_bins)
+    if window == 0 or not is_time.any():
+        return shifts
+    k = ids[is_time] - time_offset  # (M,)
+    offsets = torch.arange(-window, window + 1, device=ids.device)  # (W,)
+    neighbours = k[:, None] + offsets[None]  # (M, W)
+    inside = (neighbours >= 0) & (neighbours < n_bins)
+    time_logp = logp[is_time][:, time_offset : time_offset + n_bins]  # (M, N)
+    p = time_logp.gather(1, neighbours.clamp(0, n_bins - 1)).exp() * inside
+    mean = (p * offsets[None]).sum(1) / p.sum(1).clamp(min=1e-12)
+    shifts[is_time] = mean.float()
+    return shifts
 
 
 def decode(
@@ -247,20 +291,24 @@ def decode(
     was_training = model.training
     model.eval()
     try:
-        sequences, token_logp = generate(model, batch, options)
+        gen = generate(model, batch, options)
         boundaries = None
         if options.refine_frames > 0 and getattr(model, "frame_head", None):
             with torch.no_grad():
-                states = model.visual(batch["visual"], batch["visual_mask"])
-                boundaries = torch.sigmoid(model.frame_head(states).float())
+                frames = model.frame_head(gen.visual_states)
+                boundaries = torch.sigmoid(frames.float())
     finally:
         model.train(was_training)
     tt = model.time_tokenizer
     durations = batch["durations"].tolist()
     results = []
     for i, video_id in enumerate(batch["video_ids"]):
-        seq = sequences[i, 1:].tolist()
-        events = tt.decode_events(seq, durations[i], token_logp[i].tolist())
+        events = tt.decode_events(
+            gen.sequences[i, 1:].tolist(),
+            durations[i],
+            gen.token_logp[i].tolist(),
+            gen.time_shifts[i].tolist(),
+        )
         if boundaries is not None:
             probs = boundaries[i].cpu().numpy()
             events = [

@@ -170,10 +170,12 @@ class TimeTokenizer:
     def time_id(self, t: float, duration: float) -> int:
         return self.time_offset + quantize_time(t, duration, self.n_time_tokens)
 
-    def time_of(self, token_id: int, duration: float) -> float:
-        return dequantize_time(
-            token_id - self.time_offset, duration, self.n_time_tokens
-        )
+    def time_of(self, token_id: int, duration: float, shift: float = 0.0) -> float:
+        """Seconds of a time token, ``shift`` bins (fractional) after its bin,
+        clipped to the video."""
+        k = token_id - self.time_offset + shift
+        t = dequantize_time(k, duration, self.n_time_tokens)  # type: ignore[arg-type]
+        return min(max(t, 0.0), duration)
 
     def encode_text(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
@@ -207,13 +209,15 @@ class TimeTokenizer:
         ids: Sequence[int],
         duration: float,
         token_logprobs: Sequence[float] | None = None,
+        time_shifts: Sequence[float] | None = None,
     ) -> list[Event]:
         """Generated ids -> events, tolerant of any sequence.
 
         Reads ``<t_s> <t_e> text`` groups; stops at ``</s>``; drops groups with fewer
         than two times, no text, or ``end <= start`` (DESIGN.md). Extra time tokens in a
         row restart the group with the latest two. An event's score is the mean
-        log-probability of its tokens when ``token_logprobs`` is given.
+        log-probability of its tokens when ``token_logprobs`` is given;
+        ``time_shifts`` (per position, in bins) place times between bins.
         """
         events: list[Event] = []
         times: list[tuple[int, int]] = []  # (position, token id)
@@ -222,7 +226,11 @@ class TimeTokenizer:
         def flush() -> None:
             if len(times) >= 2 and text_pos:
                 (p0, s_id), (p1, e_id) = times[-2], times[-1]
-                start, end = self.time_of(s_id, duration), self.time_of(e_id, duration)
+                shifts = (0.0, 0.0)
+                if time_shifts is not None:
+                    shifts = (float(time_shifts[p0]), float(time_shifts[p1]))
+                start = self.time_of(s_id, duration, shifts[0])
+                end = self.time_of(e_id, duration, shifts[1])
                 text = self.tokenizer.decode(
                     [ids[p] for p in text_pos], skip_special_tokens=True
                 ).strip()

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from densevid.errors import DensevidError
-from densevid.model import IGNORE_INDEX, ModelConfig, coerce_numbers
+from densevid.model import IGNORE_INDEX, ModelConfig, coerce_numbers, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,9 @@ class TrainConfig:
     # weight of the frame-event loss (binary cross-entropy, per frame) of a model
     # with model.frame_events, added to the captions' token cross-entropy
     event_loss_weight: float = 1.0
+    # time-token targets spread over neighbouring bins (Gaussian, sigma in bins):
+    # a start one bin off costs less than one fifty bins off; 0 = one-hot
+    time_sigma: float = 0.0
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
     crop: bool = False
     crop_min_fraction: float = 0.5
@@ -122,6 +125,10 @@ class TrainConfig:
                 raise DensevidError(f"train config: {name} must be >= 0")
         if self.lr <= 0 or not 0 <= self.label_smoothing < 1:
             raise DensevidError("train config: need lr > 0, label_smoothing in [0, 1)")
+        if self.time_sigma < 0:
+            raise DensevidError(
+                f"train config: time_sigma must be >= 0: {self.time_sigma}"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise DensevidError(
                 f"train config: device must be auto/cpu/cuda: {self.device}"
@@ -465,8 +472,10 @@ def compute_loss(
     batch: Mapping[str, Any],
     label_smoothing: float,
     event_loss_weight: float = 0.0,
+    time_sigma: float = 0.0,
 ) -> tuple[torch.Tensor, int]:
-    """Token-mean cross-entropy (with label smoothing) and the token count, plus
+    """Token-mean cross-entropy (with label smoothing; time tokens' targets spread
+    over neighbouring bins with ``time_sigma``) and the token count, plus
     ``event_loss_weight`` x the frame-event loss when the batch has its targets."""
     from densevid.data import model_inputs
 
@@ -474,12 +483,23 @@ def compute_loss(
     targets = batch.get("frame_targets") if event_loss_weight > 0 else None
     out = model(labels, with_frames=targets is not None, **model_inputs(batch))
     logits, frames = out if targets is not None else (out, None)  # (B, T, V)
-    loss = F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]),
-        labels.reshape(-1),
-        ignore_index=IGNORE_INDEX,
-        label_smoothing=label_smoothing,
-    )
+    if time_sigma > 0:
+        config = unwrap(model).config
+        loss = soft_time_cross_entropy(
+            logits,
+            labels,
+            config.time_offset,
+            config.n_time_tokens,
+            time_sigma,
+            label_smoothing,
+        )
+    else:
+        loss = F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]),
+            labels.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            label_smoothing=label_smoothing,
+        )
     if frames is not None:
         mask = batch["visual_mask"].unsqueeze(-1).float()
         bce = F.binary_cross_entropy_with_logits(
@@ -487,6 +507,34 @@ def compute_loss(
         )
         loss = loss + event_loss_weight * (bce * mask).sum() / (3 * mask.sum())
     return loss, int((labels != IGNORE_INDEX).sum())
+
+
+def soft_time_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    time_offset: int,
+    n_time_tokens: int,
+    sigma: float,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """``F.cross_entropy`` with label smoothing, except that a time token's target is
+    a Gaussian over the time bins (``sigma`` bins wide) centred on its bin: the
+    model learns that neighbouring bins are nearly right. -100 labels ignored."""
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    valid = labels != IGNORE_INDEX
+    ids = labels.clamp(min=0)
+    nll = -logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    is_time = valid & (ids >= time_offset) & (ids < time_offset + n_time_tokens)
+    if is_time.any():
+        bins = torch.arange(n_time_tokens, device=logits.device, dtype=torch.float32)
+        centre = (ids[is_time] - time_offset).float()
+        q = torch.exp(-0.5 * ((bins[None] - centre[:, None]) / sigma) ** 2)
+        q = q / q.sum(-1, keepdim=True)
+        time_logp = logp[is_time][:, time_offset : time_offset + n_time_tokens]
+        nll = nll.masked_scatter(is_time, -(q * time_logp).sum(-1))
+    smooth = -logp.mean(-1)
+    loss = (1 - label_smoothing) * nll + label_smoothing * smooth
+    return (loss * valid).sum() / valid.sum().clamp(min=1)
 
 
 def validate(
@@ -547,7 +595,7 @@ def train(
 
     from densevid.data import VideoDataset, collate, to_device
     from densevid.events import load_annotations
-    from densevid.model import build_model, load_model, unwrap
+    from densevid.model import build_model, load_model
     from densevid.text import TimeTokenizer
 
     cfg.verify()
@@ -720,7 +768,11 @@ def train(
                 with ctx:
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                         loss, _ = compute_loss(
-                            net, batch, cfg.label_smoothing, cfg.event_loss_weight
+                            net,
+                            batch,
+                            cfg.label_smoothing,
+                            cfg.event_loss_weight,
+                            cfg.time_sigma,
                         )
                     (loss / cfg.grad_accum).backward()
                 step_loss += loss.item() / cfg.grad_accum
