@@ -598,6 +598,8 @@ def test_config_errors_name_the_key(tmp_path):
         load_pretrain_config(None, ["nonsense=1"])
     with pytest.raises(DensevidError, match="noise_density"):
         load_pretrain_config(None, ["corpus=x", "noise_density=1.5"]).verify()
+    with pytest.raises(DensevidError, match="time_sigma"):
+        load_pretrain_config(None, ["corpus=x", "time_sigma=-0.5"]).verify()
     cfg = load_pretrain_config(None, ["corpus=x", "model.d_model=64", "lr=3e-4"])
     assert cfg.model.d_model == 64 and cfg.lr == 3e-4
     with pytest.raises(DensevidError, match="no .tar shards|no such shard"):

@@ -310,6 +310,8 @@ def test_config_overrides_and_errors(tmp_path):
         load_config(path, ["max_step=3"])
     with pytest.raises(DensevidError, match="batch_size"):
         load_config(path, ["batch_size=0"]).verify()
+    with pytest.raises(DensevidError, match="time_sigma"):
+        load_config(path, ["time_sigma=-1"]).verify()
 
 
 def _weights(ckpt: Path) -> dict[str, torch.Tensor]:

@@ -101,6 +101,7 @@ class PretrainConfig:
     # frame-event loss of a model with model.frame_events, on the generative
     # objective's pseudo events (the transcript's sentences)
     event_loss_weight: float = 1.0
+    time_sigma: float = 0.0  # time-token targets spread over bins (TrainConfig's)
     amp: bool = True
     heldout_fraction: float = 0.05
     heldout_max_samples: int = 256
@@ -153,6 +154,10 @@ class PretrainConfig:
         if self.lr <= 0 or not 0 <= self.label_smoothing < 1:
             raise DensevidError(
                 "pretrain config: need lr > 0, label_smoothing in [0, 1)"
+            )
+        if self.time_sigma < 0:
+            raise DensevidError(
+                f"pretrain config: time_sigma must be >= 0: {self.time_sigma}"
             )
         if self.device not in ("auto", "cpu", "cuda"):
             raise DensevidError(
@@ -543,7 +548,11 @@ def pretrain(
                             device.type, dtype=torch.bfloat16, enabled=use_amp
                         ):
                             loss, _ = compute_loss(
-                                net, batch, cfg.label_smoothing, cfg.event_loss_weight
+                                net,
+                                batch,
+                                cfg.label_smoothing,
+                                cfg.event_loss_weight,
+                                cfg.time_sigma,
                             )
                         (loss * weight / cfg.grad_accum).backward()
                     value = loss.item() / cfg.grad_accum
