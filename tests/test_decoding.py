@@ -240,3 +240,15 @@ def test_soft_time_moves_decoded_times_between_bins(overfitted):
         assert len(got) == len(want)
         for g, w in zip(got, want, strict=True):
             assert g == pytest.approx(w, abs=2 * bin_s)
+
+
+@pytest.mark.parametrize("command", ["predict", "caption"])
+def test_cli_decoding_defaults_are_decoding_options_defaults(command):
+    from densevid.cli import build_parser
+
+    base = ["run", "--features", "f", "--annotations", "a", "-o", "o"]
+    argv = [command, *(base if command == "predict" else ["v.mp4", "-o", "o"])]
+    args = build_parser().parse_args(argv)
+    defaults = DecodingOptions()
+    assert args.refine_frames == defaults.refine_frames
+    assert args.soft_time == defaults.soft_time

@@ -297,18 +297,27 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="decode without the time-token grammar (ablation)",
     )
-    _add_refine_option(p)
+    _add_boundary_options(p)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
-def _add_refine_option(p: argparse.ArgumentParser) -> None:
+def _add_boundary_options(p: argparse.ArgumentParser) -> None:
+    # DecodingOptions' defaults, written out so that building the parser does not
+    # import torch (a test checks they agree)
     p.add_argument(
         "--refine-frames",
         type=int,
         default=2,
         help="move each boundary to the frame-event head's peak within this many "
         "frames (models trained with model.frame_events; 0: off)",
+    )
+    p.add_argument(
+        "--soft-time",
+        type=int,
+        default=0,
+        help="place each time between bins by the model's probabilities over this "
+        "many bins either side of the chosen one (0: the bin itself)",
     )
 
 
@@ -326,6 +335,7 @@ def run_predict(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         constrained=not args.no_constraint,
         refine_frames=args.refine_frames,
+        soft_time=args.soft_time,
     ).verify()
     model = load_model(args.checkpoint, device=args.device)
     videos = load_annotations(args.annotations)
@@ -638,7 +648,7 @@ def add_caption(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--method", choices=["beam", "greedy"], default="beam")
     p.add_argument("--beam-size", type=int, default=4)
-    _add_refine_option(p)
+    _add_boundary_options(p)
     p.add_argument("--max-events", type=int, help="keep the best-scored N events")
     p.add_argument(
         "--min-length", type=float, default=0.0, help="drop shorter events (s)"
@@ -668,6 +678,7 @@ def run_caption(args: argparse.Namespace) -> int:
             method=args.method,
             beam_size=args.beam_size,
             refine_frames=args.refine_frames,
+            soft_time=args.soft_time,
         ),
         window=args.window,
         max_events=args.max_events,
