@@ -388,6 +388,51 @@ def test_resume_after_kill_continues_the_same_run(corpus):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
+def test_weight_average_follows_the_decay_and_swaps_in_and_out():
+    from densevid.train import WeightAverage
+
+    layer = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.fill_(0.0)
+    average = WeightAverage(layer, decay=0.5)
+    with torch.no_grad():
+        layer.weight.fill_(4.0)
+    average.update(layer, step=100)  # ramp (101 / 110) above 0.5: decay 0.5
+    assert average.shadow["weight"].item() == pytest.approx(2.0)
+    average.update(layer, step=0)  # ramp 1 / 10: mostly the new weight
+    assert average.shadow["weight"].item() == pytest.approx(0.1 * 2.0 + 0.9 * 4.0)
+    with average.applied(layer):
+        assert layer.weight.item() == pytest.approx(3.8)
+    assert layer.weight.item() == 4.0
+
+
+def test_weight_average_is_saved_as_best_and_resumed_exactly(corpus):
+    kw = dict(max_steps=6, save_every=2, ema=0.8, model={**TINY_MODEL, "dropout": 0.1})
+    full = tiny_config(corpus, "ema_full", **kw)
+    train(full)
+    broken = tiny_config(corpus, "ema_broken", **kw)
+
+    def crash(step: int, _: dict) -> None:
+        if step == 5:
+            raise KeyboardInterrupt  # after the checkpoint of step 4
+
+    with pytest.raises(KeyboardInterrupt):
+        train(broken, on_step=crash)
+    assert train(tiny_config(corpus, "ema_broken", **kw))["resumed_from"] == 4
+    for name in ("last", "best"):
+        a = _weights(Path(full.output_dir) / name)
+        b = _weights(Path(broken.output_dir) / name)
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    # best holds the average (what was validated), last the raw weights
+    raw, best = (_weights(Path(full.output_dir) / n) for n in ("last", "best"))
+    assert any(not torch.equal(raw[k], best[k]) for k in raw)
+    # a run without the average cannot continue as one with it
+    train(tiny_config(corpus, "no_ema", max_steps=2))
+    with pytest.raises(DensevidError, match="weight average"):
+        train(tiny_config(corpus, "no_ema", max_steps=4, ema=0.8))
+
+
 def test_two_processes_match_one(corpus, tmp_path):
     """torchrun with 2 gloo processes x 1 micro-batch == 1 process x 2 micro-batches."""
     kw = dict(max_steps=4, save_every=0, val_annotations=[])

@@ -23,8 +23,8 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,9 @@ class TrainConfig:
     # time-token targets spread over neighbouring bins (Gaussian, sigma in bins):
     # a start one bin off costs less than one fifty bins off; 0 = one-hot
     time_sigma: float = 0.0
+    # decay of an exponential moving average of the weights, which is what is
+    # validated and saved as OUTPUT/best (OUTPUT/last keeps both); 0 = off
+    ema: float = 0.0
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
     crop: bool = False
     crop_min_fraction: float = 0.5
@@ -309,8 +312,10 @@ def save_training_state(
     scheduler: torch.optim.lr_scheduler.LambdaLR,
     step: int,
     extra: Mapping[str, Any],
+    tensors_extra: Mapping[str, torch.Tensor] | None = None,
 ) -> None:
-    """Optimizer tensors + RNG in safetensors; everything else in JSON."""
+    """Optimizer tensors + RNG (+ ``tensors_extra``) in safetensors; everything
+    else in JSON."""
     from safetensors.torch import save_file
 
     sd = optimizer.state_dict()
@@ -321,6 +326,8 @@ def save_training_state(
             tensors[f"optim.{idx}.{key}"] = t.detach().cpu().contiguous()
     rng_tensors, rng_meta = _rng_state()
     tensors.update(rng_tensors)
+    for key, value in (tensors_extra or {}).items():
+        tensors[key] = value.detach().cpu().contiguous()
     save_file(tensors, str(out_dir / STATE_TENSORS))
     sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
     state = {
@@ -339,8 +346,10 @@ def load_training_state(
     scheduler: torch.optim.lr_scheduler.LambdaLR,
     *,
     restore_rng: bool = True,
+    average: WeightAverage | None = None,
 ) -> dict[str, Any]:
-    """Restores optimizer, scheduler and RNG; returns the JSON state (step, best...)."""
+    """Restores optimizer, scheduler, RNG and the weight average; returns the JSON
+    state (step, best...)."""
     from safetensors.torch import load_file
 
     from densevid.events import read_json
@@ -360,7 +369,63 @@ def load_training_state(
     scheduler.load_state_dict(sched)
     if restore_rng:
         _set_rng_state(tensors, state["rng"])
+    if average is not None:
+        average.load_tensors(tensors)
     return state
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights (buffers copied).
+
+    Averaging the last few thousand steps' weights smooths out the noise of small
+    batches; the decay ramps up as ``(1 + t) / (10 + t)`` so the first steps'
+    random weights fade fast. Kept in float32 on the model's device.
+    """
+
+    PREFIX = "ema."
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {
+            k: v.detach().clone().float() if v.is_floating_point() else v.clone()
+            for k, v in model.state_dict().items()
+        }
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self.shadow[k].lerp_(v.float(), 1 - decay)
+            else:
+                self.shadow[k].copy_(v)
+
+    @contextmanager
+    def applied(self, model: torch.nn.Module) -> Iterator[None]:
+        """The model holds the averaged weights inside the block."""
+        raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.shadow)
+        try:
+            yield
+        finally:
+            model.load_state_dict(raw)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {self.PREFIX + k: v for k, v in self.shadow.items()}
+
+    def load_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        found = {
+            k[len(self.PREFIX) :]: v
+            for k, v in tensors.items()
+            if k.startswith(self.PREFIX)
+        }
+        if set(found) != set(self.shadow):
+            raise DensevidError(
+                "training state has no weight average for this model (trained "
+                "without ema?); resume with the same ema setting or --no-resume"
+            )
+        for k, v in found.items():
+            self.shadow[k].copy_(v)
 
 
 def _save_checkpoint(
@@ -370,6 +435,7 @@ def _save_checkpoint(
     step: int,
     extra: Mapping[str, Any],
     target: Path,
+    tensors_extra: Mapping[str, torch.Tensor] | None = None,
 ) -> None:
     """Writes a complete checkpoint beside ``target`` and renames it into place."""
     from densevid.model import save_model
@@ -377,7 +443,7 @@ def _save_checkpoint(
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(model, tmp)
-    save_training_state(tmp, optimizer, scheduler, step, extra)
+    save_training_state(tmp, optimizer, scheduler, step, extra, tensors_extra)
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
@@ -688,9 +754,10 @@ def train(
             lambda s: lr_factor(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio),
         )
         step, best = 0, None
+        average = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
         if resuming:
             state = load_training_state(
-                last, optimizer, scheduler, restore_rng=dist.main
+                last, optimizer, scheduler, restore_rng=dist.main, average=average
             )
             step, best = int(state["step"]), state.get("best")
             if not dist.main:  # only rank 0's RNG is stored; others re-derive theirs
@@ -728,13 +795,19 @@ def train(
                 step,
                 {"best": best, "best_metric": cfg.best_metric},
                 target,
+                average.tensors() if average is not None else None,
             )
+
+        def averaged() -> Any:
+            """The weights to validate and keep as best: the average when kept."""
+            return average.applied(model) if average is not None else nullcontext()
 
         def evaluate_now() -> None:
             nonlocal best
             if not dist.main or val_set is None:
                 return
-            scores = validate(unwrap(net), val_set, val_refs, cfg)
+            with averaged():
+                scores = validate(unwrap(net), val_set, val_refs, cfg)
             value = scores.get(cfg.best_metric)
             if value is None:
                 logger.warning(
@@ -753,7 +826,8 @@ def train(
             )
             summary["val"] = scores
             if improved:
-                save(out / "best")
+                with averaged():
+                    save(out / "best")
 
         while step < cfg.max_steps:
             train_set.set_epoch(epoch_of(len(train_set), step, cfg, dist))
@@ -783,6 +857,8 @@ def train(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            if average is not None:
+                average.update(model, step)
             running.append(step_loss)
             summary["final_loss"] = step_loss
             lr = scheduler.get_last_lr()[0]
@@ -809,7 +885,8 @@ def train(
         if dist.main:
             save(last)
             if not (out / "best").exists():
-                _copy_checkpoint(last, out / "best")
+                with averaged():
+                    save(out / "best")
         _barrier(dist)
         summary.update(
             step=step, best=best, best_metric=cfg.best_metric, output_dir=str(out)
