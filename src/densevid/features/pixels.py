@@ -156,17 +156,7 @@ def edge_orientations(gray: torch.Tensor, grid: int) -> torch.Tensor:
     Orientation is the gradient's (unsigned, modulo 180 degrees), hard-binned to the
     nearest of 0, 45, 90, 135 degrees: a vertical edge has a 0-degree gradient.
     """
-    gx, gy = _gradients(gray)
-    mag = torch.sqrt(gx * gx + gy * gy)
-    # Nearest of 0/45/90/135 degrees without atan2 (the costly part): within
-    # 22.5 degrees of horizontal or vertical by |g| ratios, else a diagonal by sign.
-    ax, ay = gx.abs(), gy.abs()
-    horizontal = ay <= TAN_22_5 * ax
-    vertical = ax < TAN_22_5 * ay
-    diagonal = ~(horizontal | vertical)
-    rising = diagonal & (gx * gy > 0)
-    masks = (horizontal, rising, vertical, diagonal & ~rising)
-    per_bin = torch.cat([mag * m for m in masks], 1)  # (N, 4, H, W)
+    per_bin = _oriented_magnitude(*_gradients(gray))  # (N, 4, H, W)
     cells = _cell_mean(per_bin, grid)  # (N, 4, grid, grid)
     return cells.permute(0, 2, 3, 1)
 
@@ -270,6 +260,16 @@ def blob_stats(masks: torch.Tensor) -> torch.Tensor:
 
 def edge_orientations_sum(gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
     """Sobel derivatives (M, 1, H, W) -> (M, 4) gradient magnitude per orientation."""
+    return _oriented_magnitude(gx, gy).sum((2, 3))
+
+
+def _oriented_magnitude(gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
+    """Derivatives (N, 1, H, W) -> (N, 4, H, W): each pixel's gradient magnitude in
+    the bin of its orientation, the nearest of 0/45/90/135 degrees (unsigned).
+
+    Binned without atan2 (the costly part): within 22.5 degrees of horizontal or
+    vertical by |g| ratios, else a diagonal by the sign of gx * gy.
+    """
     mag = torch.sqrt(gx * gx + gy * gy)
     ax, ay = gx.abs(), gy.abs()
     horizontal = ay <= TAN_22_5 * ax
@@ -277,7 +277,7 @@ def edge_orientations_sum(gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
     diagonal = ~(horizontal | vertical)
     rising = diagonal & (gx * gy > 0)
     masks = (horizontal, rising, vertical, diagonal & ~rising)
-    return torch.cat([(mag * m).sum((2, 3)) for m in masks], 1)
+    return torch.cat([mag * m for m in masks], 1)
 
 
 def blob_motion(stats: torch.Tensor, steps_per_s: float) -> torch.Tensor:
