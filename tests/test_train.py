@@ -312,6 +312,9 @@ def test_config_overrides_and_errors(tmp_path):
         load_config(path, ["batch_size=0"]).verify()
     with pytest.raises(DensevidError, match="time_sigma"):
         load_config(path, ["time_sigma=-1"]).verify()
+    for bad in ("ema=1", "ema=-0.1"):
+        with pytest.raises(DensevidError, match="ema"):
+            load_config(path, [bad]).verify()
 
 
 def _weights(ckpt: Path) -> dict[str, torch.Tensor]:

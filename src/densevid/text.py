@@ -53,8 +53,8 @@ def quantize_time(t: float, duration: float, n_bins: int = N_TIME_TOKENS) -> int
     return min(max(k, 0), n_bins - 1)
 
 
-def dequantize_time(k: int, duration: float, n_bins: int = N_TIME_TOKENS) -> float:
-    """Time bin -> seconds: ``k * duration / (N - 1)``."""
+def dequantize_time(k: float, duration: float, n_bins: int = N_TIME_TOKENS) -> float:
+    """Time bin (fractional between bins) -> seconds: ``k * duration / (N - 1)``."""
     return k * duration / (n_bins - 1)
 
 
@@ -174,7 +174,7 @@ class TimeTokenizer:
         """Seconds of a time token, ``shift`` bins (fractional) after its bin,
         clipped to the video."""
         k = token_id - self.time_offset + shift
-        t = dequantize_time(k, duration, self.n_time_tokens)  # type: ignore[arg-type]
+        t = dequantize_time(k, duration, self.n_time_tokens)
         return min(max(t, 0.0), duration)
 
     def encode_text(self, text: str) -> list[int]:

@@ -132,6 +132,8 @@ class TrainConfig:
             raise DensevidError(
                 f"train config: time_sigma must be >= 0: {self.time_sigma}"
             )
+        if not 0 <= self.ema < 1:
+            raise DensevidError(f"train config: ema must be in [0, 1): {self.ema}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise DensevidError(
                 f"train config: device must be auto/cpu/cuda: {self.device}"
