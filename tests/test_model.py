@@ -82,6 +82,22 @@ def test_forward_shapes_and_mask_hides_padding(tokenizer):
     )
 
 
+@pytest.mark.parametrize("kernel", [0, 3, 5])
+def test_temporal_conv_lets_each_frame_see_its_neighbours_only(tokenizer, kernel):
+    # no temporal transformer: what a frame's state sees is the convolution's reach,
+    # two kernels wide (a change at frame 8 reaches frames 8 -/+ 2 * (kernel // 2))
+    torch.manual_seed(0)
+    cfg = tiny_config(n_frames=16, n_temporal_layers=0, temporal_conv=kernel)
+    encoder = build_model(cfg, tokenizer).eval().visual
+    x = torch.randn(1, 16, 6)
+    mask = torch.ones(1, 16, dtype=torch.bool)
+    y = x.clone()
+    y[0, 8] = torch.randn(6)  # (not a constant shift: LayerNorm removes that)
+    changed = (encoder(x, mask) - encoder(y, mask)).abs().amax(-1)[0] > 1e-6
+    reach = 2 * (kernel // 2)
+    assert changed.nonzero().flatten().tolist() == list(range(8 - reach, 9 + reach))
+
+
 def test_features_of_another_dimension_are_one_error(tokenizer):
     model = build_model(tiny_config(), tokenizer).eval()
     with pytest.raises(DensevidError, match="are 7-d but the model reads 6-d"):
@@ -162,6 +178,8 @@ def test_config_checks_and_round_trip(tmp_path):
         ModelConfig(dropout=1.5)
     with pytest.raises(DensevidError, match="unknown keys"):
         ModelConfig.from_dict({"d_modle": 3})
+    with pytest.raises(DensevidError, match="temporal_conv must be 0"):
+        ModelConfig(temporal_conv=4)
     cfg = tiny_config()
     cfg.save(tmp_path / "c.json")
     assert ModelConfig.load(tmp_path / "c.json") == cfg

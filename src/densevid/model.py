@@ -92,6 +92,11 @@ class ModelConfig:
         max_duration: the longest training video (s); longer videos are captioned in
             windows of this length.
         n_temporal_layers, n_temporal_heads: the temporal transformer.
+        temporal_conv: kernel size (frames, odd) of a residual block of two 1-D
+            convolutions before the temporal transformer; 0: none. A transformer with
+            learned absolute positions finds "this frame differs from its
+            neighbours" (where events start and end) only slowly; a convolution sees
+            it from the first step.
         input_norm: LayerNorm over each input feature vector before its projection.
         time_pointer: time tokens also score by pointing at frames
             (``TimePointerHead``).
@@ -122,6 +127,7 @@ class ModelConfig:
     visual_blocks: list[str] = field(default_factory=list)
     n_temporal_layers: int = 2
     n_temporal_heads: int = 8
+    temporal_conv: int = 0
     input_norm: bool = True
     audio_dim: int = 0
     audio_features: str = ""
@@ -146,6 +152,13 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise DensevidError(
                 f"model config: dropout must be in [0, 1): {self.dropout}"
+            )
+        if self.temporal_conv < 0 or (
+            self.temporal_conv and self.temporal_conv % 2 == 0
+        ):
+            raise DensevidError(
+                "model config: temporal_conv must be 0 (none) or an odd kernel size: "
+                f"{self.temporal_conv}"
             )
 
     @property
@@ -193,6 +206,7 @@ class TemporalEncoder(nn.Module):
         dropout: float,
         input_norm: bool = True,
         standardize: bool = False,
+        conv_kernel: int = 0,
     ) -> None:
         super().__init__()
         self.standardize = standardize
@@ -203,6 +217,14 @@ class TemporalEncoder(nn.Module):
         # CLIP: large norms): normalising each frame first makes one lr fit all
         self.in_norm = nn.LayerNorm(d_in) if input_norm else nn.Identity()
         self.proj = nn.Linear(d_in, d_model)
+        self.conv: nn.Module | None = None
+        if conv_kernel:
+            pad = conv_kernel // 2
+            self.conv = nn.Sequential(
+                nn.Conv1d(d_model, d_model, conv_kernel, padding=pad),
+                nn.GELU(),
+                nn.Conv1d(d_model, d_model, conv_kernel, padding=pad),
+            )
         self.pos = nn.Parameter(torch.zeros(n_steps, d_model))
         nn.init.normal_(self.pos, std=0.02)
         self.drop = nn.Dropout(dropout)
@@ -235,7 +257,11 @@ class TemporalEncoder(nn.Module):
         """x: [B, T, D_in]; mask: [B, T] bool, True where a real step."""
         if self.standardize:
             x = (x - self.in_mean) / self.in_std
-        h = self.proj(self.in_norm(x)) + self.pos[: x.shape[1]]  # (B, T, d)
+        h = self.proj(self.in_norm(x))  # (B, T, d)
+        if self.conv is not None:  # padded steps read as zeros by their neighbours
+            h = h * mask.unsqueeze(-1)
+            h = h + self.conv(h.transpose(1, 2)).transpose(1, 2)
+        h = h + self.pos[: x.shape[1]]
         h = self.drop(h)
         if self.layers is not None:
             h = self.layers(h, src_key_padding_mask=~mask)
@@ -310,6 +336,7 @@ class DenseVideoModel(nn.Module):
             config.dropout,
             config.input_norm,
             config.standardize,
+            config.temporal_conv,
         )
         self.audio = (
             TemporalEncoder(
@@ -321,6 +348,7 @@ class DenseVideoModel(nn.Module):
                 config.dropout,
                 config.input_norm,
                 config.standardize,
+                config.temporal_conv,
             )
             if config.use_audio
             else None
