@@ -20,6 +20,7 @@ from densevid.events import Event, load_annotations, load_submission
 from densevid.features import get_extractor
 from densevid.model import ModelConfig, build_model, load_model, save_model
 from densevid.text import train_tokenizer
+from helpers import TINY_LM
 from test_features_extract import make_video
 
 PIXELS = {"fps": 2.0, "n_hues": 0}  # the blob block is slow and not needed here
@@ -34,16 +35,9 @@ def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     tok = train_tokenizer(["a red square moves right"] * 4, vocab_size=120)
     config = ModelConfig(
-        d_model=32,
-        d_ff=64,
-        d_kv=8,
-        n_heads=4,
-        n_layers=1,
-        n_decoder_layers=1,
+        **TINY_LM,
         n_frames=8,
         visual_dim=dim,
-        n_temporal_layers=1,
-        n_temporal_heads=4,
         extractor_options={"pixels": PIXELS},
         max_duration=4.0,
     )

@@ -12,6 +12,7 @@ from densevid.errors import DensevidError
 from densevid.events import Event
 from densevid.model import ModelConfig, build_model
 from densevid.text import TimeTokenizer, train_tokenizer
+from helpers import TINY_LM
 
 LO, N, EOS, V = 10, 6, 1, 16  # time ids 10..15; text ids 2..9 (pad 0, eos 1)
 
@@ -88,20 +89,7 @@ def overfitted():
     torch.manual_seed(0)
     captions = ["a red circle moves left", "the blue square grows", "a star appears"]
     tok = train_tokenizer(captions * 3, vocab_size=200, n_time_tokens=10)
-    config = ModelConfig(
-        d_model=32,
-        d_ff=64,
-        d_kv=8,
-        n_heads=4,
-        n_layers=1,
-        n_decoder_layers=1,
-        n_time_tokens=10,
-        n_frames=4,
-        visual_dim=4,
-        n_temporal_layers=1,
-        n_temporal_heads=4,
-        dropout=0.0,
-    )
+    config = ModelConfig(**TINY_LM, n_time_tokens=10, n_frames=4, visual_dim=4)
     model = build_model(config, tok)
     tt = TimeTokenizer(tok, 10)
     targets = [

@@ -17,6 +17,7 @@ from densevid.model import (
     token_log_likelihood,
 )
 from densevid.text import TimeTokenizer, train_tokenizer
+from helpers import TINY_LM
 
 CAPTIONS = ["a red circle moves left", "the blue square grows", "a star appears"]
 N_TIME = 10
@@ -27,18 +28,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def tiny_config(**kw) -> ModelConfig:
     base = dict(
-        d_model=32,
-        d_ff=64,
-        d_kv=8,
-        n_heads=4,
+        TINY_LM,
         n_layers=2,
         n_decoder_layers=2,
         n_time_tokens=N_TIME,
         n_frames=8,
         visual_dim=6,
-        n_temporal_layers=1,
-        n_temporal_heads=4,
-        dropout=0.0,
     )
     base.update(kw)
     return ModelConfig(**base)

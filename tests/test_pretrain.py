@@ -43,6 +43,7 @@ from densevid.shards import (
     iter_raw,
 )
 from densevid.text import TimeTokenizer, train_tokenizer
+from helpers import TINY_LM
 
 SENTENCES = [
     "now the red circle appears",
@@ -51,17 +52,9 @@ SENTENCES = [
 ]
 DIM, ROWS = 6, 12
 TINY_MODEL = {
-    "d_model": 32,
-    "d_ff": 64,
-    "d_kv": 8,
-    "n_heads": 4,
-    "n_layers": 1,
-    "n_decoder_layers": 1,
+    **TINY_LM,
     "n_time_tokens": 20,
     "n_frames": 8,
-    "n_temporal_layers": 1,
-    "n_temporal_heads": 4,
-    "dropout": 0.0,
     "max_speech_tokens": 40,
     "max_target_tokens": 40,
 }

@@ -32,6 +32,7 @@ from densevid.train import (
     step_indices,
     train,
 )
+from helpers import TINY_LM
 
 CAPTIONS = ["a red circle appears", "the blue square moves left", "a star grows"]
 DIM, ROWS = 6, 12
@@ -66,17 +67,9 @@ def make_corpus(root: Path, n_videos: int = 8, seed: int = 0) -> Path:
 
 
 TINY_MODEL = {
-    "d_model": 32,
-    "d_ff": 64,
-    "d_kv": 8,
-    "n_heads": 4,
-    "n_layers": 1,
-    "n_decoder_layers": 1,
+    **TINY_LM,
     "n_time_tokens": 20,
     "n_frames": 8,
-    "n_temporal_layers": 1,
-    "n_temporal_heads": 4,
-    "dropout": 0.0,
     "max_target_tokens": 32,
 }
 
