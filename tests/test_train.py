@@ -140,6 +140,32 @@ def test_crop_keeps_mostly_inside_events_shifted():
     assert [(e.start, e.end, e.text) for e in kept] == [(0, 2, "a"), (3, 4, "b")]
 
 
+def test_crop_windows_widen_until_they_cut_no_event(corpus):
+    from densevid.data import VideoDataset, widen_to_whole_events
+    from densevid.model import ModelConfig
+    from densevid.text import TimeTokenizer, train_tokenizer
+
+    events = [Event(0, 4, "a"), Event(3, 6, "b"), Event(9, 20, "c")]
+    # 5 s lies in b, which overlaps a: the start goes back to a's; 10 s lies in c
+    assert widen_to_whole_events(events, 5.0, 10.0) == (0, 20)
+    assert widen_to_whole_events(events, 6.0, 9.0) == (6.0, 9.0)  # cuts none
+    videos = load_annotations(corpus / "train.json")
+    tok = train_tokenizer(["a b"], vocab_size=60, n_time_tokens=20)
+    cfg = ModelConfig(**TINY_MODEL, visual_dim=DIM)
+    data = VideoDataset(
+        videos, corpus / "features", cfg, TimeTokenizer(tok, 20), crop=True
+    )
+    windows = []
+    for epoch in range(5):
+        data.set_epoch(epoch)
+        for i, video in enumerate(data.videos):
+            start, end = data.window(i)
+            windows.append((start, end, video.duration))
+            for e in video.events:
+                assert not (e.start < start < e.end or e.start < end < e.end)
+    assert any(end - start < duration for start, end, duration in windows)
+
+
 def test_frame_event_targets_mark_events_and_soft_boundaries():
     # window [10, 20] s in 10 frames (centres 0.05 ... 0.95); event 12-16 s
     t = frame_event_targets([(12, 16), (30, 40)], 10, 20, 10)

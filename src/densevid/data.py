@@ -4,8 +4,8 @@ One item is one video: F frame features sampled uniformly over the whole video (
 repeated when the video has fewer, so frame slots line up with time tokens), optionally
 the audio stream sampled the same way and the speech transcript as time-tokenised
 ids, and the target ``<t_s> <t_e> caption ... </s>`` sequence. An optional random
-temporal crop (training only) cuts a window out of the video, keeps the events mostly
-inside it, and makes the window the whole "video", so times stay relative to what the
+temporal crop (training only) cuts a window out of the video, widened so that it cuts
+no event, and makes the window the whole "video", so times stay relative to what the
 model sees. An optional horizontal flip (training only, features with a known layout:
 ``pixels``) mirrors the frame features and swaps "left" and "right" in the captions
 and the transcript.
@@ -145,6 +145,26 @@ def swap_words(text: str, pairs: Mapping[str, str]) -> str:
         return word[:1].upper() + word[1:] if m.group(0)[0].isupper() else word
 
     return pattern.sub(swap, text)
+
+
+def widen_to_whole_events(
+    events: Sequence[Event], start: float, end: float
+) -> tuple[float, float]:
+    """The smallest window holding [start, end] that cuts no event in two.
+
+    A crop through an event would teach a boundary where the window, not the event,
+    ends (and drop events the model half sees); widening keeps every event either
+    whole inside or wholly outside.
+    """
+    moved = True
+    while moved:
+        moved = False
+        for e in events:
+            if e.start < start < e.end:
+                start, moved = e.start, True
+            if e.start < end < e.end:
+                end, moved = e.end, True
+    return start, end
 
 
 def crop_events(events: Sequence[Event], start: float, end: float) -> list[Event]:
@@ -292,7 +312,9 @@ class VideoDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         length = duration * rng.uniform(self.crop_min_fraction, 1.0)
         start = rng.uniform(0.0, duration - length)
-        return float(start), float(start + length)
+        events = self.videos[index].events
+        start, end = widen_to_whole_events(events, start, start + length)
+        return float(max(start, 0.0)), float(min(end, duration))
 
     def flipped(self, index: int) -> bool:
         """Whether this item shows the video mirrored (``hflip``), per epoch."""
