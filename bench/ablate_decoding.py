@@ -31,6 +31,7 @@ SETTINGS = {
     "beam4-nogrammar": DecodingOptions(method="beam", beam_size=4, constrained=False),
     # boundaries as the time tokens say, without the frame-event head's refinement
     "greedy-norefine": DecodingOptions(method="greedy", refine_frames=0),
+    "greedy-refine4": DecodingOptions(method="greedy", refine_frames=4),
     # times read between bins from the probabilities of the neighbouring bins
     "greedy-soft1": DecodingOptions(method="greedy", soft_time=1),
     "greedy-soft2": DecodingOptions(method="greedy", soft_time=2),

@@ -6,7 +6,9 @@ Localisation: the share of references matched at each tIoU, and the start/end er
 of matches at tIoU >= 0.3 (seconds and time bins), and per action of the reference
 the share found at tIoU >= 0.5. Recognition: for matches at
 tIoU >= 0.5, how often the caption gets each content word right (size, colour,
-shape, action, direction of a move), read off the benchmark's small grammar.
+shape, action, direction of a move), read off the benchmark's small grammar, and
+whose object it names: the reference's, another object of the video's references
+(the event was found but given to the wrong object), or one none of them names.
 
     .venv/bin/python bench/diagnose_synth.py preds.json data/synth/test.json
 """
@@ -70,6 +72,7 @@ def main() -> None:
     right = dict.fromkeys(fields, 0)
     asked = dict.fromkeys(fields, 0)
     all_right = n_matched = 0
+    whose = {"its own": 0, "another of the video's": 0, "none of the video's": 0}
     n_pred = 0
     for vid, ref in refs.items():
         pred = preds.get(vid)
@@ -84,6 +87,7 @@ def main() -> None:
         r = np.array([[e.start, e.end] for e in ref], float)
         iou = tiou_matrix(p, r)  # (P, R)
         bin_s = float(ref.duration) / (N_BINS - 1)
+        objects = {(content(e.text)["colour"], content(e.text)["shape"]) for e in ref}
         for j, e in enumerate(ref):
             i = int(np.argmax(iou[:, j]))
             best_tiou.append(float(iou[i, j]))
@@ -95,6 +99,13 @@ def main() -> None:
             if iou[i, j] >= 0.5:
                 n_matched += 1
                 want, got = content(e.text), content(events[i].text)
+                named = (got["colour"], got["shape"])
+                if named == (want["colour"], want["shape"]):
+                    whose["its own"] += 1
+                elif named in objects:
+                    whose["another of the video's"] += 1
+                else:
+                    whose["none of the video's"] += 1
                 ok = True
                 for f in fields:
                     # "leaves to the left" has a direction that other wordings drop
@@ -128,6 +139,10 @@ def main() -> None:
             print(f"  {f:10s} right {right[f] / asked[f]:.3f}  (of {asked[f]})")
     if n_matched:
         print(f"  every content word right: {all_right / n_matched:.3f}")
+        print(
+            "  object named (colour + shape): "
+            + ", ".join(f"{k} {v / n_matched:.3f}" for k, v in whose.items())
+        )
 
 
 if __name__ == "__main__":
