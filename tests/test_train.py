@@ -583,7 +583,8 @@ def test_shipped_configs_load_and_pretraining_matches_the_synthetic_model():
     train = load_config(root / "synthetic.yaml")
     train.verify()
     pre = load_pretrain_config(root / "pretrain_synthetic.yaml")
-    for f in ("d_model", "n_layers", "n_frames", "n_time_tokens", "visual_features"):
+    same = ("d_model", "n_layers", "n_frames", "n_time_tokens", "temporal_conv")
+    for f in (*same, "visual_features"):
         assert getattr(pre.model, f) == getattr(train.model, f), f
     assert pre.model.visual_blocks == train.model.visual_blocks == ["blobs"]
     assert pre.model.time_pointer and train.model.time_pointer
