@@ -87,18 +87,19 @@ def main() -> None:
         r = np.array([[e.start, e.end] for e in ref], float)
         iou = tiou_matrix(p, r)  # (P, R)
         bin_s = float(ref.duration) / (N_BINS - 1)
-        objects = {(content(e.text)["colour"], content(e.text)["shape"]) for e in ref}
+        words = [content(e.text) for e in ref]
+        objects = {(w["colour"], w["shape"]) for w in words}
         for j, e in enumerate(ref):
             i = int(np.argmax(iou[:, j]))
             best_tiou.append(float(iou[i, j]))
-            action = content(e.text)["action"] or "?"
+            action = words[j]["action"] or "?"
             per_action.setdefault(action, []).append(bool(iou[i, j] >= 0.5))
             if iou[i, j] >= 0.3:
                 starts.append((events[i].start - e.start, bin_s))
                 ends.append((events[i].end - e.end, bin_s))
             if iou[i, j] >= 0.5:
                 n_matched += 1
-                want, got = content(e.text), content(events[i].text)
+                want, got = words[j], content(events[i].text)
                 named = (got["colour"], got["shape"])
                 if named == (want["colour"], want["shape"]):
                     whose["its own"] += 1
