@@ -135,6 +135,27 @@ def test_overfitted_model_decodes_its_events(overfitted, method):
             assert -1.0 < e.score <= 0.0  # mean log-prob of a confident model
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+def test_decoding_on_cuda_gives_the_cpu_events(overfitted, method):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    model, batch, _ = overfitted
+    options = DecodingOptions(method=method, max_length=24)
+    on_cpu = decode(model, batch, options)
+    gpu_batch = {k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()}
+    try:
+        on_gpu = decode(model.cuda(), gpu_batch, options)
+    finally:
+        model.cpu()
+    for a, b in zip(on_cpu, on_gpu, strict=True):
+        assert [(e.start, e.end, e.text) for e in a.events] == [
+            (e.start, e.end, e.text) for e in b.events
+        ]
+        for x, y in zip(a.events, b.events, strict=True):
+            assert x.score == pytest.approx(y.score, abs=1e-4)
+
+
 @pytest.mark.parametrize("decoder_layers", [1, 2])  # 2: deeper than the encoder
 def test_beam_and_greedy_outputs_always_parse(overfitted, decoder_layers):
     """A random (untrained) model: whatever comes out follows the grammar."""
