@@ -296,6 +296,20 @@ def test_standardize_stores_the_training_features_mean_and_std(corpus, tmp_path)
     torch.testing.assert_close(got, plain)
 
 
+def test_validation_that_needs_java_fails_before_training_without_it(
+    corpus, monkeypatch
+):
+    monkeypatch.setenv("DENSEVID_JAVA", str(corpus / "no-java-here"))
+    steps: list[int] = []
+    cfg = tiny_config(corpus, "no_java", val_metrics=["F1", "METEOR@0.5"])
+    with pytest.raises(DensevidError, match=r"Java not found.*val_metrics=\[F1\]"):
+        train(cfg, on_step=lambda s, m: steps.append(s))
+    assert steps == []
+    # F1 and the likelihood need no Java
+    summary = train(tiny_config(corpus, "no_java", max_steps=2, val_metrics=["F1"]))
+    assert "F1" in summary["val"]
+
+
 def test_lr_schedule_warmup_then_cosine():
     assert lr_factor(0, 10, 110, 0.1) == pytest.approx(0.1)
     assert lr_factor(9, 10, 110, 0.1) == pytest.approx(1.0)

@@ -605,6 +605,27 @@ def soft_time_cross_entropy(
     return (loss * valid).sum() / valid.sum().clamp(min=1)
 
 
+def require_java_for_validation(cfg: TrainConfig) -> None:
+    """Fails before the first step, not at the first evaluation minutes later, when
+    the validation metrics run Java (METEOR, SODA_c, the caption metrics) and there
+    is none; F1 and the likelihood need none."""
+    if not cfg.val_annotations:
+        return
+    try:
+        from densevid.metrics import java_executable
+        from densevid.metrics.evaluate import needs_java
+    except ImportError:
+        return  # validate() falls back to the likelihood
+    if needs_java(cfg.val_metrics):
+        try:
+            java_executable()
+        except DensevidError as e:
+            raise DensevidError(
+                f"{e}; or validate without Java: --set val_metrics=[F1] "
+                "--set best_metric=F1"
+            ) from None
+
+
 def validate(
     model: Any,
     dataset: Any,
@@ -667,6 +688,7 @@ def train(
     from densevid.text import TimeTokenizer
 
     cfg.verify()
+    require_java_for_validation(cfg)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     kind = device_kind(cfg.device)

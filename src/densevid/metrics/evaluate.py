@@ -46,6 +46,13 @@ METRICS = (*CAPTION_METRICS, *PROPOSAL_METRICS, "SODA_c")
 F1_DEFINITIONS = ("tiou", "average", "video")
 
 
+def needs_java(metrics: Iterable[str]) -> bool:
+    """Whether scoring these metrics runs Java: the caption metrics and SODA_c
+    tokenise with the PTB tokenizer (METEOR is Java too); Recall, Precision and F1
+    do not. Per-tIoU names ("METEOR@0.5") count as their metric."""
+    return bool({m.split("@")[0] for m in metrics} & {*CAPTION_METRICS, "SODA_c"})
+
+
 def evaluate(
     predictions: Mapping[str, VideoEvents],
     references: Mapping[str, VideoEvents] | Sequence[Mapping[str, VideoEvents]],
@@ -101,7 +108,7 @@ def evaluate(
     wanted = _check_options(metrics, soda, garbage, soda_references, f1, tious, refs)
     preds = _match_predictions(predictions, refs, max_proposals)
     need_meteor = bool({"METEOR", "SODA_c"} & wanted)
-    need_text = bool(set(CAPTION_METRICS) & wanted) or "SODA_c" in wanted
+    need_text = needs_java(wanted)
     if need_meteor and meteor is None:
         meteor = shared_meteor(n_workers)  # loads while the sentences are tokenised
     tokens: dict[str, str] = {}
