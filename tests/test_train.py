@@ -512,7 +512,7 @@ def test_two_processes_match_one(corpus, tmp_path):
 
 @pytest.mark.cuda
 def test_bf16_training_on_cuda_learns_saves_and_resumes(corpus):
-    """The GPU path: bf16 autocast, checkpoints the CPU reads, resume after a crash."""
+    """The GPU path: bf16 autocast, float32 checkpoints, resume after a crash."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     cpu_losses: list[float] = []
@@ -531,9 +531,7 @@ def test_bf16_training_on_cuda_learns_saves_and_resumes(corpus):
     assert np.mean(gpu_losses[-5:]) < 0.7 * np.mean(gpu_losses[:5])
     assert summary["val"]["log_likelihood"] < 0
     full = _weights(Path(corpus / "bf16_gpu" / "last"))
-    assert all(
-        w.dtype == torch.float32 and w.device.type == "cpu" for w in full.values()
-    )
+    assert all(w.dtype == torch.float32 for w in full.values())  # not bf16 copies
 
     def crash(step: int, _: dict) -> None:
         if step == 25:
