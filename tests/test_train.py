@@ -530,7 +530,7 @@ def test_bf16_training_on_cuda_learns_saves_and_resumes(corpus):
     assert gpu_losses[0] == pytest.approx(cpu_losses[0], rel=0.02)
     assert np.mean(gpu_losses[-5:]) < 0.7 * np.mean(gpu_losses[:5])
     assert summary["val"]["log_likelihood"] < 0
-    full = _weights(Path(corpus / "bf16_gpu" / "last"))
+    full = _weights(corpus / "bf16_gpu" / "last")
     assert all(w.dtype == torch.float32 for w in full.values())  # not bf16 copies
 
     def crash(step: int, _: dict) -> None:
@@ -540,7 +540,7 @@ def test_bf16_training_on_cuda_learns_saves_and_resumes(corpus):
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(corpus, "bf16_broken", **kw), on_step=crash)
     assert train(tiny_config(corpus, "bf16_broken", **kw))["resumed_from"] == 20
-    resumed = _weights(Path(corpus / "bf16_broken" / "last"))
+    resumed = _weights(corpus / "bf16_broken" / "last")
     # GPU kernels are not bitwise deterministic: equal up to 10 steps of float noise
     for key in full:
         torch.testing.assert_close(resumed[key], full[key], rtol=0, atol=2e-2, msg=key)
@@ -633,8 +633,14 @@ def test_shipped_configs_load_and_pretraining_matches_the_synthetic_model():
     train = load_config(root / "synthetic.yaml")
     train.verify()
     pre = load_pretrain_config(root / "pretrain_synthetic.yaml")
-    same = ("d_model", "n_layers", "n_frames", "n_time_tokens", "temporal_conv")
-    for f in (*same, "visual_features"):
+    for f in (
+        "d_model",
+        "n_layers",
+        "n_frames",
+        "n_time_tokens",
+        "temporal_conv",
+        "visual_features",
+    ):
         assert getattr(pre.model, f) == getattr(train.model, f), f
     assert pre.model.visual_blocks == train.model.visual_blocks == ["blobs"]
     assert pre.model.time_pointer and train.model.time_pointer
