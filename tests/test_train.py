@@ -14,7 +14,13 @@ import pytest
 import torch
 
 from densevid.cli import main
-from densevid.data import crop_events, frame_event_targets, sample_rows, select_blocks
+from densevid.data import (
+    crop_events,
+    frame_event_targets,
+    sample_frames,
+    sample_rows,
+    select_blocks,
+)
 from densevid.errors import DensevidError
 from densevid.events import (
     Event,
@@ -131,6 +137,30 @@ def test_sample_rows_uniform_and_repeated():
     assert sample_rows(times, 0, 10, 20).tolist() == [i // 2 for i in range(20)]
     assert sample_rows(times, 2.0, 4.0, 4).tolist() == [2, 2, 3, 3]
     assert sample_rows(times, 20, 30, 3).tolist() == [9, 9, 9]  # never empty
+
+
+def test_interpolated_frames_show_the_video_at_each_slots_time():
+    times = (np.arange(10) + 0.5) * 1.0  # rows at 0.5, 1.5, ... 9.5 s
+    array = np.stack([times, -times], 1).astype(np.float16)  # a row holds its time
+    # 5 slots over 10 s stand at 1, 3, 5, 7, 9 s: the nearest rows are at 1.5, 3.5 ...
+    nearest = sample_frames(array, times, 0, 10, 5)
+    assert nearest[:, 0].tolist() == [1.5, 3.5, 5.5, 7.5, 9.5]
+    blended = sample_frames(array, times, 0, 10, 5, interpolate=True)
+    assert blended.dtype == np.float32
+    np.testing.assert_allclose(
+        blended, np.stack([[1, 3, 5, 7, 9], [-1, -3, -5, -7, -9]], 1)
+    )
+    # slots before the first row or after the last one hold that row
+    edges = sample_frames(array, times, 0, 10, 20, interpolate=True)[:, 0]
+    assert edges[0] == 0.5 and edges[-1] == 9.5
+    np.testing.assert_allclose(edges[1:-1], (np.arange(1, 19) + 0.5) * 0.5)
+    # a crop window, and a video of one row
+    np.testing.assert_allclose(
+        sample_frames(array, times, 2.0, 4.0, 4, interpolate=True)[:, 0],
+        [2.25, 2.75, 3.25, 3.75],
+    )
+    one = sample_frames(array[:1], times[:1], 0, 1, 3, interpolate=True)
+    assert one.shape == (3, 2) and (one[:, 0] == 0.5).all()
 
 
 def test_crop_keeps_mostly_inside_events_shifted():
@@ -261,6 +291,14 @@ def test_hflip_mirrors_the_frames_and_swaps_left_and_right(tmp_path):
     assert tt.decode_events(item["labels"], 10.0)[0].text == "the square moves right"
     plain = VideoDataset({"v0": video}, tmp_path / "f", cfg, tt)[0]
     np.testing.assert_array_equal(plain["visual"], x)
+    # interpolated frames blend the mirrored rows: slot 1 of 2 * ROWS stands a
+    # quarter of the way from row 0 to row 1
+    cfg_blend = ModelConfig(visual_dim=n, n_frames=2 * ROWS, interpolate_frames=True)
+    blended = VideoDataset({"v0": video}, tmp_path / "f", cfg_blend, tt, hflip=1.0,
+                           hflip_words={"left": "right"})[0]["visual"]  # fmt: skip
+    m = mirror_rows(x, layout)
+    assert blended.shape == (2 * ROWS, n)
+    np.testing.assert_allclose(blended[1], 0.75 * m[0] + 0.25 * m[1], rtol=1e-6)
     cfg_other = ModelConfig(visual_dim=n, n_frames=ROWS, visual_features="other")
     other = VideoDataset({"v0": video}, tmp_path / "f", cfg_other, tt, hflip=0.5)
     with pytest.raises(DensevidError, match="hflip needs pixels features"):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from densevid.data import collate, row_times, sample_rows, select_blocks, to_device
+from densevid.data import collate, row_times, sample_frames, select_blocks, to_device
 from densevid.decoding import DecodingOptions, decode
 from densevid.errors import DensevidError
 from densevid.events import Event, VideoEvents
@@ -166,10 +166,14 @@ def make_item(
     cfg = model.config
     item: dict[str, Any] = {"video_id": video_id, "duration": end - start}
     array, times = streams[cfg.visual_features]
-    item["visual"] = array[sample_rows(times, start, end, cfg.n_frames)]
+    item["visual"] = sample_frames(
+        array, times, start, end, cfg.n_frames, cfg.interpolate_frames
+    )
     if cfg.use_audio:
         array, times = streams[cfg.audio_features]
-        item["audio"] = array[sample_rows(times, start, end, cfg.n_audio_frames)]
+        item["audio"] = sample_frames(
+            array, times, start, end, cfg.n_audio_frames, cfg.interpolate_frames
+        )
     if cfg.use_speech:
         speech = [
             {

@@ -86,6 +86,36 @@ def sample_rows(times: np.ndarray, start: float, end: float, n: int) -> np.ndarr
     return inside[picks]
 
 
+def sample_frames(
+    array: np.ndarray,
+    times: np.ndarray,
+    start: float,
+    end: float,
+    n: int,
+    interpolate: bool = False,
+) -> np.ndarray:
+    """Exactly ``n`` feature rows for the window [start, end], slot i standing for
+    relative time (i + 0.5) / n.
+
+    ``interpolate`` blends the two rows around each slot's time linearly (clamped at
+    the first and last row), so a slot shows the video at its own time; otherwise the
+    nearest rows are picked (``sample_rows``), which puts a slot up to half a row
+    (0.25 s at 2 rows/s) away from the time the model is told it stands for, and drops
+    or repeats rows unevenly whenever the row count is not a multiple of ``n``.
+    """
+    if not interpolate:
+        return array[sample_rows(times, start, end, n)]
+    if len(times) == 1:
+        return np.repeat(array[:1].astype(np.float32), n, axis=0)
+    slot = start + (np.arange(n) + 0.5) * (end - start) / n
+    hi = np.clip(np.searchsorted(times, slot, side="right"), 1, len(times) - 1)
+    lo = hi - 1
+    gap = np.maximum(times[hi] - times[lo], 1e-9)
+    w = np.clip((slot - times[lo]) / gap, 0.0, 1.0)[:, None].astype(np.float32)
+    a = array[lo].astype(np.float32)
+    return a + w * (array[hi].astype(np.float32) - a)
+
+
 def frame_event_targets(
     spans: Sequence[tuple[float, float]], start: float, end: float, n: int
 ) -> np.ndarray:
@@ -343,13 +373,16 @@ class VideoDataset(torch.utils.data.Dataset):
         duration = end - start
         item: dict[str, Any] = {"video_id": video.video_id, "duration": duration}
         visual = self._stream(cfg.visual_features, video)
-        rows = sample_rows(visual.times, start, end, cfg.n_frames)
-        item["visual"] = (visual.mirrored if flip else visual.array)[rows]
+        item["visual"] = sample_frames(
+            visual.mirrored if flip else visual.array,
+            visual.times, start, end, cfg.n_frames, cfg.interpolate_frames,
+        )  # fmt: skip
         if cfg.use_audio:
             audio = self._stream(cfg.audio_features, video)
-            item["audio"] = audio.array[
-                sample_rows(audio.times, start, end, cfg.n_audio_frames)
-            ]
+            item["audio"] = sample_frames(
+                audio.array, audio.times, start, end, cfg.n_audio_frames,
+                cfg.interpolate_frames,
+            )  # fmt: skip
         if cfg.use_speech:
             speech = self._speech(video)
             if flip:

@@ -77,6 +77,8 @@ class ModelConfig:
         vocab_size: tokenizer size including time tokens (filled in when built).
         n_time_tokens: N, the number of relative time bins.
         n_frames: F, frames sampled uniformly over each video.
+        interpolate_frames: each frame blends the two feature rows around its time
+            (``densevid.data.sample_frames``) instead of being the nearest row.
         visual_dim: dimension of the visual features (of the blocks used).
         visual_blocks: blocks of the visual features to use, by the names of their
             sidecar's layout (pixels: rgb, edges, motion, blobs); empty: all.
@@ -122,6 +124,7 @@ class ModelConfig:
     dropout: float = 0.1
     n_time_tokens: int = 100
     n_frames: int = 100
+    interpolate_frames: bool = False
     visual_dim: int = 0
     visual_features: str = "pixels"
     visual_blocks: list[str] = field(default_factory=list)
@@ -275,7 +278,7 @@ class TimePointerHead(nn.Module):
     goes with which frame position. Here the logit of ``<time_k>`` also gets
     ``q(h) . k(v_j) / sqrt(d)``, where v_j is the encoded frame at relative time bin k:
     saying "when" becomes pointing at the frame the decoder attends to. Frames are
-    sampled uniformly (``densevid.data.sample_rows``), so frame j stands at relative
+    sampled uniformly (``densevid.data.sample_frames``), so frame j stands at relative
     time (j + 0.5) / F. ``memory`` (the visual stream's states, [B, F, d]) is set by
     ``DenseVideoModel.encode`` before every decoder pass; beams repeat each video.
     """

@@ -188,17 +188,23 @@ class PretrainTransform:
         self.noise_density, self.mean_span = noise_density, mean_span
 
     def __call__(self, video: Any, rng: np.random.Generator) -> dict[str, Any] | None:
-        from densevid.data import frame_event_targets, sample_rows
+        from densevid.data import frame_event_targets, sample_frames
 
         cfg = self.config
         events = transcript_events(video.speech, video.duration)
         if not events:
             return None
-        rows = sample_rows(video.visual_times, 0.0, video.duration, cfg.n_frames)
         item: dict[str, Any] = {
             "video_id": video.key,
             "duration": video.duration,
-            "visual": video.visual[rows],
+            "visual": sample_frames(
+                video.visual,
+                video.visual_times,
+                0.0,
+                video.duration,
+                cfg.n_frames,
+                cfg.interpolate_frames,
+            ),  # fmt: skip
             "labels": self.tt.encode_events(
                 events, video.duration, max_length=cfg.max_target_tokens
             ),
@@ -211,10 +217,10 @@ class PretrainTransform:
         if cfg.use_audio:
             if video.audio is None:
                 raise DensevidError(f"{video.key}: the model needs audio features")
-            arows = sample_rows(
-                video.audio_times, 0.0, video.duration, cfg.n_audio_frames
-            )
-            item["audio"] = video.audio[arows]
+            item["audio"] = sample_frames(
+                video.audio, video.audio_times, 0.0, video.duration,
+                cfg.n_audio_frames, cfg.interpolate_frames,
+            )  # fmt: skip
         if self.denoise:
             ids = self.tt.encode_events(
                 events, video.duration, max_length=cfg.max_speech_tokens
