@@ -35,6 +35,12 @@ SETTINGS = {
     # times read between bins from the probabilities of the neighbouring bins
     "greedy-soft1": DecodingOptions(method="greedy", soft_time=1),
     "greedy-soft2": DecodingOptions(method="greedy", soft_time=2),
+    # a bias on </s>: below 0, longer lists of events
+    **{
+        f"{m}-eos{b:g}": DecodingOptions(method=m, beam_size=4, eos_bias=b)
+        for m in ("greedy", "beam")
+        for b in (-0.5, -1.0, -2.0, -3.0)
+    },
 }
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from densevid.decoding import DecodingOptions, TimeGrammar, decode
+from densevid.decoding import DecodingOptions, TimeGrammar, decode, generate
 from densevid.errors import DensevidError
 from densevid.events import Event
 from densevid.model import ModelConfig, build_model
@@ -76,6 +76,7 @@ def test_unconstrained_grammar_only_bans():
         ({"length_penalty": float("nan")}, "length_penalty"),
         ({"refine_frames": -1}, "refine_frames"),
         ({"soft_time": -1}, "soft_time"),
+        ({"eos_bias": float("inf")}, "eos_bias"),
     ],
 )
 def test_options_are_verified(change, message):
@@ -163,7 +164,6 @@ def test_beam_and_greedy_outputs_always_parse(overfitted, decoder_layers):
     torch.manual_seed(5)
     config = replace(model.config, lm_config={}, n_decoder_layers=decoder_layers)
     fresh = build_model(config, model.tokenizer).eval()
-    from densevid.decoding import generate
 
     tt = fresh.time_tokenizer
     for options in [
@@ -182,6 +182,29 @@ def test_beam_and_greedy_outputs_always_parse(overfitted, decoder_layers):
                 elif tt.is_time(token) and times:
                     assert token >= times[-2]
                 prefix.append(token)
+
+
+def test_eos_bias_trades_fewer_or_more_events(overfitted):
+    model, batch, targets = overfitted
+    grammar = TimeGrammar(LO, N, EOS, V, banned=[0], eos_bias=-2.5)
+    scores = torch.zeros(1, V)
+    out = grammar(torch.tensor([[0]]), scores)
+    assert out[0, EOS] == -2.5 and out[0, LO] == 0 and scores[0, EOS] == 0
+    n_targets = [len(t) for t in targets]
+    for method in ("greedy", "beam"):
+        options = DecodingOptions(method=method, max_length=40)
+        none = decode(model, batch, replace(options, eos_bias=50.0))
+        assert [len(v.events) for v in none] == [0, 0]  # ending always wins
+        same = decode(model, batch, options)
+        assert [len(v.events) for v in same] == n_targets
+        # never ending: every sequence runs to max_length (the model may go on
+        # with further events or with longer captions)
+        longer = replace(options, eos_bias=-50.0)
+        sequences = generate(model, batch, longer).sequences
+        assert sequences.shape[1] == 1 + options.max_length
+        assert not (sequences == model.time_tokenizer.eos_id).any()
+        more = decode(model, batch, longer)
+        assert all(len(v.events) >= n for v, n in zip(more, n_targets, strict=True))
 
 
 def test_refine_time_finds_a_gaussian_peak_between_frames():
@@ -261,3 +284,4 @@ def test_cli_decoding_defaults_are_decoding_options_defaults(command):
     defaults = DecodingOptions()
     assert args.refine_frames == defaults.refine_frames
     assert args.soft_time == defaults.soft_time
+    assert args.eos_bias == defaults.eos_bias

@@ -319,6 +319,13 @@ def _add_boundary_options(p: argparse.ArgumentParser) -> None:
         help="place each time between bins by the model's probabilities over this "
         "many bins either side of the chosen one (0: the bin itself)",
     )
+    p.add_argument(
+        "--eos-bias",
+        type=float,
+        default=0.0,
+        help="added to the score of ending the list of events at every step: "
+        "below 0 (e.g. -2) more, less certain events (recall for precision)",
+    )
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -336,6 +343,7 @@ def run_predict(args: argparse.Namespace) -> int:
         constrained=not args.no_constraint,
         refine_frames=args.refine_frames,
         soft_time=args.soft_time,
+        eos_bias=args.eos_bias,
     ).verify()
     model = load_model(args.checkpoint, device=args.device)
     videos = load_annotations(args.annotations)
@@ -679,6 +687,7 @@ def run_caption(args: argparse.Namespace) -> int:
             beam_size=args.beam_size,
             refine_frames=args.refine_frames,
             soft_time=args.soft_time,
+            eos_bias=args.eos_bias,
         ),
         window=args.window,
         max_events=args.max_events,
