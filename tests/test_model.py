@@ -1,5 +1,6 @@
 """The joint model on a tiny random T5: streams, masks, likelihood, save/load."""
 
+import json
 import math
 from pathlib import Path
 
@@ -178,6 +179,14 @@ def test_config_checks_and_round_trip(tmp_path):
     cfg = tiny_config()
     cfg.save(tmp_path / "c.json")
     assert ModelConfig.load(tmp_path / "c.json") == cfg
+    # new models interpolate frames; a checkpoint from before the option picked the
+    # nearest rows and keeps doing so
+    assert cfg.interpolate_frames
+    legacy = cfg.to_dict()
+    del legacy["interpolate_frames"]
+    (tmp_path / "old.json").write_text(json.dumps(legacy), encoding="utf-8")
+    assert not ModelConfig.load(tmp_path / "old.json").interpolate_frames
+    assert ModelConfig.from_dict(legacy).interpolate_frames  # a run's config section
 
 
 def test_pretrained_lm_from_a_local_path_keeps_its_weights(tokenizer, tmp_path):

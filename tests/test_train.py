@@ -290,7 +290,7 @@ def test_hflip_mirrors_the_frames_and_swaps_left_and_right(tmp_path):
     np.testing.assert_allclose(item["visual"], mirror_rows(x, layout))
     assert tt.decode_events(item["labels"], 10.0)[0].text == "the square moves right"
     plain = VideoDataset({"v0": video}, tmp_path / "f", cfg, tt)[0]
-    np.testing.assert_array_equal(plain["visual"], x)
+    np.testing.assert_allclose(plain["visual"], x, rtol=1e-6)
     # interpolated frames blend the mirrored rows: slot 1 of 2 * ROWS stands a
     # quarter of the way from row 0 to row 1
     cfg_blend = ModelConfig(visual_dim=n, n_frames=2 * ROWS, interpolate_frames=True)

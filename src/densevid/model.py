@@ -78,7 +78,9 @@ class ModelConfig:
         n_time_tokens: N, the number of relative time bins.
         n_frames: F, frames sampled uniformly over each video.
         interpolate_frames: each frame blends the two feature rows around its time
-            (``densevid.data.sample_frames``) instead of being the nearest row.
+            (``densevid.data.sample_frames``) instead of being the nearest row, so
+            frame j shows the video at the time the time tokens say it stands for.
+            Checkpoints saved before the option existed read the nearest rows.
         visual_dim: dimension of the visual features (of the blocks used).
         visual_blocks: blocks of the visual features to use, by the names of their
             sidecar's layout (pixels: rgb, edges, motion, blobs); empty: all.
@@ -124,7 +126,7 @@ class ModelConfig:
     dropout: float = 0.1
     n_time_tokens: int = 100
     n_frames: int = 100
-    interpolate_frames: bool = False
+    interpolate_frames: bool = True
     visual_dim: int = 0
     visual_features: str = "pixels"
     visual_blocks: list[str] = field(default_factory=list)
@@ -190,7 +192,10 @@ class ModelConfig:
     def load(cls, path: str | os.PathLike) -> ModelConfig:
         from densevid.events import read_json
 
-        return cls.from_dict(read_json(path))
+        d = read_json(path)
+        if isinstance(d, dict):  # saved before frames were interpolated
+            d.setdefault("interpolate_frames", False)
+        return cls.from_dict(d)
 
 
 class TemporalEncoder(nn.Module):

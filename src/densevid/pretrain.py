@@ -60,6 +60,7 @@ INIT_SWITCHABLE = (
     "max_speech_tokens",
     "max_target_tokens",
     "dropout",
+    "interpolate_frames",
 )
 
 
