@@ -548,6 +548,69 @@ def test_two_processes_match_one(corpus, tmp_path):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6, msg=key)
 
 
+RANKS_RNG_SCRIPT = """
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from densevid.train import (
+    Dist, gather_rng_states, load_training_state, save_training_state,
+)
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+where = Path(sys.argv[1])
+torch.manual_seed(100 + rank)
+np.random.seed(200 + rank)
+torch.rand(3)
+model = torch.nn.Linear(2, 2)
+opt = torch.optim.AdamW(model.parameters())
+sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+ranks_rng = gather_rng_states(Dist(rank, 2, rank))
+if rank == 0:
+    (where / "new").mkdir()
+    (where / "old").mkdir()
+    save_training_state(where / "new", opt, sched, 7, {}, None, ranks_rng)
+    save_training_state(where / "old", opt, sched, 7, {})  # before rng_ranks
+want = (torch.rand(5), np.random.rand(5))  # what each rank draws next
+dist.barrier()
+torch.manual_seed(0)  # as a fresh process would be
+np.random.seed(0)
+state = load_training_state(where / "new", opt, sched, rank=rank)
+assert state["rng_restored"] and state["step"] == 7
+got = (torch.rand(5), np.random.rand(5))
+assert torch.equal(got[0], want[0]) and np.array_equal(got[1], want[1]), rank
+drawn = [None, None]
+dist.all_gather_object(drawn, want[0])
+assert not torch.equal(drawn[0], drawn[1])  # each rank had its own state
+old = load_training_state(where / "old", opt, sched, rank=rank)
+assert old["rng_restored"] == (rank == 0)  # the caller re-derives the others
+dist.destroy_process_group()
+print("ok", rank)
+"""
+
+
+def test_every_ranks_rng_is_saved_and_restored(tmp_path):
+    """A checkpoint of a 2-process run brings each rank's RNG back (dropout goes on
+    as if unbroken), not only rank 0's."""
+    script = tmp_path / "ranks_rng.py"
+    script.write_text(RANKS_RNG_SCRIPT)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(script),
+         str(tmp_path)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(proc.stdout.split("\n")[:2]) == ["ok 0", "ok 1"]
+
+
 @pytest.mark.cuda
 def test_bf16_training_on_cuda_learns_saves_and_resumes(corpus):
     """The GPU path: bf16 autocast, float32 checkpoints, resume after a crash."""

@@ -368,6 +368,7 @@ def pretrain(
         _save_checkpoint,
         compute_loss,
         device_kind,
+        gather_rng_states,
         init_distributed,
         load_training_state,
         lr_factor,
@@ -442,11 +443,9 @@ def pretrain(
         )
         step, best = 0, None
         if resuming:
-            state = load_training_state(
-                last, optimizer, scheduler, restore_rng=dist.main
-            )
+            state = load_training_state(last, optimizer, scheduler, rank=dist.rank)
             step, best = int(state["step"]), state.get("best")
-            if not dist.main:
+            if not state["rng_restored"]:  # saved by an older version: re-derive
                 torch.manual_seed(cfg.seed + 7919 * dist.rank + step)
         elif dist.enabled:
             torch.manual_seed(cfg.seed + 7919 * dist.rank)
@@ -498,7 +497,7 @@ def pretrain(
             desc="pretrain",
         )
 
-        def save(target: Path) -> None:
+        def save(target: Path, ranks_rng: Any = None) -> None:
             _save_checkpoint(
                 unwrap(net),
                 optimizer,
@@ -506,6 +505,7 @@ def pretrain(
                 step,
                 {"best": best, "best_metric": "gen_log_likelihood"},
                 target,
+                ranks_rng=ranks_rng,
             )
 
         def evaluate_now() -> None:
@@ -595,12 +595,15 @@ def pretrain(
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
                 evaluate_now()
                 _barrier(dist)
-            if cfg.save_every and step % cfg.save_every == 0 and dist.main:
-                save(last)
+            if cfg.save_every and step % cfg.save_every == 0:
+                ranks_rng = gather_rng_states(dist)
+                if dist.main:
+                    save(last, ranks_rng)
         progress.close()
         evaluate_now()
+        ranks_rng = gather_rng_states(dist)
         if dist.main:
-            save(last)
+            save(last, ranks_rng)
             if not (out / "best").exists():
                 _copy_checkpoint(last, out / "best")
         _barrier(dist)

@@ -298,6 +298,28 @@ def _set_rng_state(
     random.setstate(_py_state_from_json(meta["python"]))
 
 
+def gather_rng_states(d: Dist) -> tuple[dict[str, torch.Tensor], list[Any]] | None:
+    """Every rank's RNG state (a collective: all ranks call it), so that rank 0's
+    checkpoint resumes each rank's dropout where it was; None without torchrun.
+
+    Returns the other ranks' tensors keyed ``rank<r>.<name>`` and every rank's JSON
+    part, rank 0's first.
+    """
+    if not d.enabled:
+        return None
+    import torch.distributed as dist
+
+    states: list[Any] = [None] * d.world
+    dist.all_gather_object(states, _rng_state())
+    tensors = {
+        f"rank{r}.{k}": v.cpu()
+        for r, (ts, _) in enumerate(states)
+        if r > 0
+        for k, v in ts.items()
+    }
+    return tensors, [meta for _, meta in states]
+
+
 def _py_state_to_json(state: tuple) -> list:
     version, internal, gauss = state
     return [version, list(internal), gauss]
@@ -315,9 +337,10 @@ def save_training_state(
     step: int,
     extra: Mapping[str, Any],
     tensors_extra: Mapping[str, torch.Tensor] | None = None,
+    ranks_rng: tuple[dict[str, torch.Tensor], list[Any]] | None = None,
 ) -> None:
-    """Optimizer tensors + RNG (+ ``tensors_extra``) in safetensors; everything
-    else in JSON."""
+    """Optimizer tensors + RNG (+ ``tensors_extra``, + the other ranks' RNG from
+    ``gather_rng_states``) in safetensors; everything else in JSON."""
     from safetensors.torch import save_file
 
     sd = optimizer.state_dict()
@@ -330,6 +353,8 @@ def save_training_state(
     tensors.update(rng_tensors)
     for key, value in (tensors_extra or {}).items():
         tensors[key] = value.detach().cpu().contiguous()
+    if ranks_rng is not None:
+        tensors.update(ranks_rng[0])
     save_file(tensors, str(out_dir / STATE_TENSORS))
     sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
     state = {
@@ -339,6 +364,8 @@ def save_training_state(
         "rng": rng_meta,
         **extra,
     }
+    if ranks_rng is not None:
+        state["rng_ranks"] = ranks_rng[1]
     (out_dir / STATE_JSON).write_text(json.dumps(state, indent=1), encoding="utf-8")
 
 
@@ -348,10 +375,12 @@ def load_training_state(
     scheduler: torch.optim.lr_scheduler.LambdaLR,
     *,
     restore_rng: bool = True,
+    rank: int = 0,
     average: WeightAverage | None = None,
 ) -> dict[str, Any]:
-    """Restores optimizer, scheduler, RNG and the weight average; returns the JSON
-    state (step, best...)."""
+    """Restores optimizer, scheduler, RNG (``rank``'s own, when the checkpoint holds
+    it) and the weight average; returns the JSON state (step, best...) with
+    ``rng_restored`` saying whether this rank's RNG came back."""
     from safetensors.torch import load_file
 
     from densevid.events import read_json
@@ -369,8 +398,16 @@ def load_training_state(
     sched = scheduler.state_dict()
     sched.update(state["scheduler"])
     scheduler.load_state_dict(sched)
-    if restore_rng:
+    state["rng_restored"] = False
+    ranks = state.get("rng_ranks") or []
+    if restore_rng and rank == 0:
         _set_rng_state(tensors, state["rng"])
+        state["rng_restored"] = True
+    elif restore_rng and rank < len(ranks):
+        prefix = f"rank{rank}."
+        own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        _set_rng_state(own, ranks[rank])
+        state["rng_restored"] = True
     if average is not None:
         average.load_tensors(tensors)
     return state
@@ -438,6 +475,7 @@ def _save_checkpoint(
     extra: Mapping[str, Any],
     target: Path,
     tensors_extra: Mapping[str, torch.Tensor] | None = None,
+    ranks_rng: tuple[dict[str, torch.Tensor], list[Any]] | None = None,
 ) -> None:
     """Writes a complete checkpoint beside ``target`` and renames it into place."""
     from densevid.model import save_model
@@ -445,7 +483,9 @@ def _save_checkpoint(
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(model, tmp)
-    save_training_state(tmp, optimizer, scheduler, step, extra, tensors_extra)
+    save_training_state(
+        tmp, optimizer, scheduler, step, extra, tensors_extra, ranks_rng
+    )
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
@@ -781,10 +821,10 @@ def train(
         average = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
         if resuming:
             state = load_training_state(
-                last, optimizer, scheduler, restore_rng=dist.main, average=average
+                last, optimizer, scheduler, rank=dist.rank, average=average
             )
             step, best = int(state["step"]), state.get("best")
-            if not dist.main:  # only rank 0's RNG is stored; others re-derive theirs
+            if not state["rng_restored"]:  # saved by an older version: re-derive
                 torch.manual_seed(cfg.seed + 7919 * dist.rank + step)
         elif dist.enabled:
             torch.manual_seed(cfg.seed + 7919 * dist.rank)
@@ -811,7 +851,7 @@ def train(
         )
         t0, seen, running = time.perf_counter(), 0, []
 
-        def save(target: Path) -> None:
+        def save(target: Path, ranks_rng: Any = None) -> None:
             _save_checkpoint(
                 unwrap(net),
                 optimizer,
@@ -820,6 +860,7 @@ def train(
                 {"best": best, "best_metric": cfg.best_metric},
                 target,
                 average.tensors() if average is not None else None,
+                ranks_rng,
             )
 
         def averaged() -> Any:
@@ -902,12 +943,15 @@ def train(
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
                 evaluate_now()
                 _barrier(dist)
-            if cfg.save_every and step % cfg.save_every == 0 and dist.main:
-                save(last)
+            if cfg.save_every and step % cfg.save_every == 0:
+                ranks_rng = gather_rng_states(dist)
+                if dist.main:
+                    save(last, ranks_rng)
         progress.close()
         evaluate_now()
+        ranks_rng = gather_rng_states(dist)
         if dist.main:
-            save(last)
+            save(last, ranks_rng)
             if not (out / "best").exists():
                 with averaged():
                     save(out / "best")
