@@ -8,7 +8,10 @@ the share found at tIoU >= 0.5. Recognition: for matches at
 tIoU >= 0.5, how often the caption gets each content word right (size, colour,
 shape, action, direction of a move), read off the benchmark's small grammar, and
 whose object it names: the reference's, another object of the video's references
-(the event was found but given to the wrong object), or one none of them names.
+(the event was found but given to the wrong object), or one none of them names; and,
+for those others, whether they share the reference's colour (two objects of one
+colour share a hue bin of the ``pixels`` blobs block, so the features cannot tell
+them apart there) or its shape, or neither.
 
     .venv/bin/python bench/diagnose_synth.py preds.json data/synth/test.json
 """
@@ -73,6 +76,7 @@ def main() -> None:
     asked = dict.fromkeys(fields, 0)
     all_right = n_matched = 0
     whose = {"its own": 0, "another of the video's": 0, "none of the video's": 0}
+    other_kind = {"same colour": 0, "same shape": 0, "neither": 0}
     n_pred = 0
     for vid, ref in refs.items():
         pred = preds.get(vid)
@@ -105,6 +109,14 @@ def main() -> None:
                     whose["its own"] += 1
                 elif named in objects:
                     whose["another of the video's"] += 1
+                    kind = (
+                        "same colour"
+                        if got["colour"] == want["colour"]
+                        else "same shape"
+                        if got["shape"] == want["shape"]
+                        else "neither"
+                    )
+                    other_kind[kind] += 1
                 else:
                     whose["none of the video's"] += 1
                 ok = True
@@ -143,6 +155,10 @@ def main() -> None:
         print(
             "  object named (colour + shape): "
             + ", ".join(f"{k} {v / n_matched:.3f}" for k, v in whose.items())
+        )
+        print(
+            "  another of the video's, sharing with the reference: "
+            + ", ".join(f"{k} {v / n_matched:.3f}" for k, v in other_kind.items())
         )
 
 
