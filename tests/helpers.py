@@ -1,5 +1,10 @@
 """What several test modules build alike."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 # The smallest joint model worth testing: a 1 + 1 layer T5 of width 32 and a temporal
 # encoder of one convolution block and one layer, as the shipped model has; modules
 # add their own frames, time tokens and dimensions.
@@ -15,3 +20,18 @@ TINY_LM = {
     "dropout": 0.0,
     "temporal_conv": 3,
 }
+
+
+def torchrun_two(*args: str) -> subprocess.CompletedProcess:
+    """``torchrun`` with 2 processes on this machine (one thread each) running
+    ``args``; fails the test with the end of stderr when the job fails."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", *args],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc

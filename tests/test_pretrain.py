@@ -43,7 +43,7 @@ from densevid.shards import (
     iter_raw,
 )
 from densevid.text import TimeTokenizer, train_tokenizer
-from helpers import TINY_LM
+from helpers import TINY_LM, torchrun_two
 
 SENTENCES = [
     "now the red circle appears",
@@ -602,26 +602,13 @@ def test_config_errors_name_the_key(tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_processes_pretrain_from_shards(shards, tmp_path):
     """2 gloo processes x 1 dataloader worker stream disjoint shards and finish."""
-    import os
-    import subprocess
-    import sys
-
     cfg = tiny_pretrain(
         str(shards[0].parent), tmp_path / "ddp", max_steps=3, num_workers=1,
         batch_size=2, eval_every=0, log_every=1,
     )  # fmt: skip
     config = tmp_path / "ddp.yaml"
     config.write_text(json.dumps(cfg.to_dict()))  # JSON is YAML
-    torchrun = Path(sys.executable).with_name("torchrun")
-    proc = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "densevid",
-         "-q", "pretrain", "--config", str(config)],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = torchrun_two("-m", "densevid", "-q", "pretrain", "--config", str(config))
     assert json.loads(proc.stdout)["step"] == 3  # printed once, by rank 0
     log = (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in log if "loss" in x] == [1, 2, 3]

@@ -38,7 +38,7 @@ from densevid.train import (
     step_indices,
     train,
 )
-from helpers import TINY_LM
+from helpers import TINY_LM, torchrun_two
 
 CAPTIONS = ["a red circle appears", "the blue square moves left", "a star grows"]
 DIM, ROWS = 6, 12
@@ -515,27 +515,7 @@ def test_two_processes_match_one(corpus, tmp_path):
     two = tiny_config(corpus, "two", grad_accum=1, **kw)
     config = tmp_path / "two.yaml"
     config.write_text(json.dumps(two.to_dict()))  # JSON is YAML
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun = Path(sys.executable).with_name("torchrun")
-    proc = subprocess.run(
-        [
-            str(torchrun),
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "densevid",
-            "-q",
-            "train",
-            "--config",
-            str(config),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_two("-m", "densevid", "-q", "train", "--config", str(config))
     a = _weights(Path(one.output_dir) / "last")
     b = _weights(Path(two.output_dir) / "last")
     d = TINY_MODEL["d_model"]
@@ -599,16 +579,7 @@ def test_every_ranks_rng_is_saved_and_restored(tmp_path):
     as if unbroken), not only rank 0's."""
     script = tmp_path / "ranks_rng.py"
     script.write_text(RANKS_RNG_SCRIPT)
-    torchrun = Path(sys.executable).with_name("torchrun")
-    proc = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(script),
-         str(tmp_path)],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_two(str(script), str(tmp_path))
     assert (tmp_path / "ok0").is_file() and (tmp_path / "ok1").is_file()
 
 

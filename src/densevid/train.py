@@ -374,7 +374,6 @@ def load_training_state(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LambdaLR,
     *,
-    restore_rng: bool = True,
     rank: int = 0,
     average: WeightAverage | None = None,
 ) -> dict[str, Any]:
@@ -400,10 +399,10 @@ def load_training_state(
     scheduler.load_state_dict(sched)
     state["rng_restored"] = False
     ranks = state.get("rng_ranks") or []
-    if restore_rng and rank == 0:
+    if rank == 0:
         _set_rng_state(tensors, state["rng"])
         state["rng_restored"] = True
-    elif restore_rng and rank < len(ranks):
+    elif rank < len(ranks):
         prefix = f"rank{rank}."
         own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         _set_rng_state(own, ranks[rank])
