@@ -1,11 +1,14 @@
 """Decoding ablations of trained checkpoints on one split: greedy vs beam, with and
 without the time-token grammar. Prints one row per checkpoint and setting with the
 field's metrics and the references' log-likelihood (which does not depend on
-decoding). Several checkpoints give the training ablations in one table.
+decoding). Several checkpoints give the training ablations in one table; checkpoints
+joined by "+" decode as one ensemble (``densevid.ensemble``).
 
     .venv/bin/python bench/ablate_decoding.py runs/synthetic/best \
         --features data/synth/features --annotations data/synth/test.json
     .venv/bin/python bench/ablate_decoding.py runs/a/best runs/b/best -s greedy \
+        --features data/synth/features --annotations data/synth/test.json
+    .venv/bin/python bench/ablate_decoding.py runs/a/best+runs/b/best -s beam4 \
         --features data/synth/features --annotations data/synth/test.json
 """
 
@@ -19,9 +22,9 @@ import torch
 
 from densevid.data import VideoDataset
 from densevid.decoding import DecodingOptions, decode_dataset
+from densevid.ensemble import load_models
 from densevid.events import load_annotations, save_submission
 from densevid.metrics import evaluate
-from densevid.model import load_model
 
 METRICS = ("SODA_c", "CIDEr", "METEOR", "Bleu_4", "Precision", "Recall", "F1")
 SETTINGS = {
@@ -66,7 +69,7 @@ def main() -> None:
     print("| " + " | ".join([*header, "s/video"]) + " |")
     print("|" + "---|" * (len(header) + 1))
     for checkpoint in args.checkpoints:
-        model = load_model(checkpoint)
+        model = load_models(checkpoint.split("+"))
         dataset = VideoDataset(refs, args.features, model.config, model.time_tokenizer)
         for name in args.settings.split(","):
             t0 = time.perf_counter()
@@ -77,7 +80,10 @@ def main() -> None:
             scores = evaluate(preds, [refs], metrics=METRICS)
             if args.save:
                 args.save.mkdir(parents=True, exist_ok=True)
-                stem = "_".join(Path(checkpoint).resolve().parts[-2:])
+                stem = "+".join(
+                    "_".join(Path(c).resolve().parts[-2:])
+                    for c in checkpoint.split("+")
+                )
                 save_submission(preds.values(), args.save / f"{stem}_{name}.json")
             n_events = sum(len(v) for v in preds.values()) / len(preds)
             row = [checkpoint, name, *(f"{scores[m]:.4f}" for m in METRICS)]

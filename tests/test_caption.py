@@ -156,3 +156,19 @@ def test_bundled_default_captions_the_sample_out_of_the_box(tmp_path, capsys):
     words = {w for e in found for w in e.text.lower().rstrip(".").split()}
     assert words & {"circle", "square", "triangle", "diamond"}
     assert words & {"red", "green", "blue", "yellow", "purple"}
+
+
+def test_command_with_two_models_captions_as_their_ensemble(checkpoint, tmp_path):
+    """--model twice: an ensemble; of one model twice, the model's own events."""
+    video = make_video(tmp_path / "clip.mp4", 3.0)
+    outs = {}
+    for n in (1, 2):
+        out = tmp_path / f"out{n}"
+        argv = ["caption", str(video), "-o", str(out), "--format", "json"]
+        argv += ["--method", "greedy", *["--model", str(checkpoint)] * n]
+        assert main(argv) == 0
+        outs[n] = load_submission(out / "clip.json")["clip"]
+    assert len(outs[1]) > 0
+    assert [(e.start, e.end, e.text) for e in outs[2]] == [
+        (e.start, e.end, e.text) for e in outs[1]
+    ]

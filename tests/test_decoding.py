@@ -285,3 +285,100 @@ def test_cli_decoding_defaults_are_decoding_options_defaults(command):
     assert args.refine_frames == defaults.refine_frames
     assert args.soft_time == defaults.soft_time
     assert args.eos_bias == defaults.eos_bias
+
+
+def _until_eos(row: list[int], eos: int) -> list[int]:
+    return row[: row.index(eos) + 1] if eos in row else row
+
+
+@pytest.mark.parametrize("trained", [True, False])
+def test_own_beam_search_finds_what_transformers_finds(overfitted, trained):
+    """The search ensembles use, given one model, agrees with transformers'."""
+    from densevid.decoding import beam_search, make_grammar
+
+    model, batch, _ = overfitted
+    if not trained:
+        torch.manual_seed(3)
+        model = build_model(replace(model.config, lm_config={}), model.tokenizer)
+        model.eval()
+    inputs = {k: v for k, v in batch.items() if torch.is_tensor(v) and k != "visual"}
+    eos = model.time_tokenizer.eos_id
+    for options in [
+        DecodingOptions(method="greedy", max_length=20),
+        DecodingOptions(beam_size=3, max_length=20),
+    ]:
+        theirs = generate(model, batch, options).sequences.tolist()
+        with torch.no_grad():
+            encoding = model.encode(visual=batch["visual"], **inputs)
+            ours = beam_search(
+                [model], [encoding], make_grammar(model, options), options
+            ).tolist()
+        assert [_until_eos(r, eos) for r in ours] == [
+            _until_eos(r, eos) for r in theirs
+        ]
+
+
+def test_an_ensemble_of_one_model_twice_decodes_as_the_model(overfitted):
+    from densevid.ensemble import Ensemble
+
+    model, batch, targets = overfitted
+    pair = Ensemble([model, model]).eval()
+    for method in ("greedy", "beam"):
+        options = DecodingOptions(method=method, max_length=24)
+        for alone, both in zip(
+            decode(model, batch, options), decode(pair, batch, options), strict=True
+        ):
+            assert [(e.start, e.end, e.text) for e in both.events] == [
+                (e.start, e.end, e.text) for e in alone.events
+            ]
+            for x, y in zip(alone.events, both.events, strict=True):
+                assert x.score == pytest.approx(y.score, abs=1e-5)
+
+
+def test_an_ensemble_averages_its_members_probabilities(overfitted):
+    from densevid.ensemble import Ensemble
+
+    model, batch, targets = overfitted
+    torch.manual_seed(4)
+    other = build_model(replace(model.config, lm_config={}), model.tokenizer).eval()
+    pair = Ensemble([model, other]).eval()
+    tt = model.time_tokenizer
+    labels = torch.tensor([tt.encode_events(targets[1], 9.0)] * 2)
+    inputs = {k: v for k, v in batch.items() if torch.is_tensor(v)}
+    with torch.no_grad():
+        p = torch.softmax(model(labels, **inputs), -1)
+        q = torch.softmax(other(labels, **inputs), -1)
+        mixed = pair(labels, **inputs)
+        assert torch.allclose(mixed.exp(), (p + q) / 2, atol=1e-6)
+        total, count = pair.log_likelihood(labels, **inputs)
+        alone, _ = model.log_likelihood(labels, **inputs)
+    # the confident member carries the mixture: at most log 2 per token below it
+    assert (total <= alone + 1e-4).all()
+    assert (total >= alone - count * torch.log(torch.tensor(2.0)) - 1e-4).all()
+    # and the pair still decodes the overfitted member's events
+    for video, target in zip(
+        decode(pair, batch, DecodingOptions()), targets, strict=True
+    ):
+        assert [e.text for e in video.events] == [e.text for e in target]
+
+
+def test_an_ensemble_refuses_members_that_read_other_inputs(overfitted):
+    from densevid.ensemble import Ensemble
+
+    model, _, _ = overfitted
+    with pytest.raises(DensevidError, match="at least two"):
+        Ensemble([model])
+    wider = build_model(
+        replace(model.config, lm_config={}, n_frames=8), model.tokenizer
+    )
+    with pytest.raises(DensevidError, match="b: .* n_frames is 8, not 4"):
+        Ensemble([model, wider], ["a", "b"])
+    tok = train_tokenizer(
+        ["other words entirely"] * 3, vocab_size=200, n_time_tokens=10
+    )
+    config = replace(model.config, lm_config={}, vocab_size=0, time_offset=0)
+    stranger = build_model(config, tok)
+    stranger.config = replace(stranger.config, vocab_size=model.config.vocab_size)
+    stranger.config = replace(stranger.config, time_offset=model.config.time_offset)
+    with pytest.raises(DensevidError, match="another tokenizer"):
+        Ensemble([model, stranger])

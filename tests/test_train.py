@@ -652,6 +652,13 @@ def test_train_and_predict_commands(corpus, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "perplexity" in out and "4 videos" in out
     assert set(load_submission(preds)) == {"v0", "v1", "v2", "v3"}
+    # two checkpoints of the run (best and last) decode as one ensemble
+    ensemble = tmp_path / "ensemble.json"
+    run = Path(cfg.output_dir)
+    argv = ["--features", str(corpus / "features"), "--annotations"]
+    argv += [str(corpus / "val.json"), "-o", str(ensemble), "--method", "greedy"]
+    assert main(["-q", "predict", str(run / "best"), str(run / "last"), *argv]) == 0
+    assert set(load_submission(ensemble)) == {"v0", "v1", "v2", "v3"}
     # a video without features: one line, the others predicted, exit status 1
     extra = load_annotations(corpus / "val.json")
     extra["ghost"] = VideoEvents("ghost", (Event(1.0, 2.0, "a star grows"),), 5.0)

@@ -279,9 +279,17 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "predict events for the videos of an annotation file from their features, "
         "and report the references' per-token log-likelihood and perplexity",
         "densevid predict runs/synth/best --features feats/ "
-        "--annotations test.json -o preds.json",
+        "--annotations test.json -o preds.json\n"
+        "  densevid predict runs/a/best runs/b/best --features feats/ "
+        "--annotations test.json -o preds.json   (an ensemble)",
     )
-    p.add_argument("checkpoint", help="checkpoint directory (densevid train writes it)")
+    p.add_argument(
+        "checkpoints",
+        nargs="+",
+        metavar="checkpoint",
+        help="checkpoint directory (densevid train writes it); several decode as "
+        "one ensemble (their next-token probabilities averaged)",
+    )
     p.add_argument("--features", required=True, help="FEATURES directory")
     p.add_argument(
         "--annotations",
@@ -332,9 +340,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
     from densevid.data import VideoDataset
     from densevid.decoding import DecodingOptions, decode_dataset
+    from densevid.ensemble import load_models
     from densevid.events import load_annotations, save_submission
     from densevid.features.cache import has_features
-    from densevid.model import load_model
 
     options = DecodingOptions(
         method=args.method,
@@ -345,7 +353,7 @@ def run_predict(args: argparse.Namespace) -> int:
         soft_time=args.soft_time,
         eos_bias=args.eos_bias,
     ).verify()
-    model = load_model(args.checkpoint, device=args.device)
+    model = load_models(args.checkpoints, device=args.device)
     videos = load_annotations(args.annotations)
     cfg = model.config
     streams = [cfg.visual_features]
@@ -644,9 +652,10 @@ def add_caption(sub: argparse._SubParsersAction) -> None:
     p.add_argument("videos", nargs="+", help="video files or directories of videos")
     p.add_argument(
         "--model",
-        default="default",
+        action="append",
         help="'default' (the bundled model, which knows only the synthetic world), "
-        "a checkpoint directory written by 'densevid train', or a hub repo id",
+        "a checkpoint directory written by 'densevid train', or a hub repo id; "
+        "given several times, the models decode as one ensemble",
     )
     p.add_argument("-o", "--output-dir", default=".", help="where the files go")
     p.add_argument(
@@ -679,7 +688,7 @@ def run_caption(args: argparse.Namespace) -> int:
 
     from densevid.caption import CaptionOptions, caption_many, find_videos
     from densevid.decoding import DecodingOptions
-    from densevid.model import load_model
+    from densevid.ensemble import load_models
 
     options = CaptionOptions(
         decoding=DecodingOptions(
@@ -700,7 +709,7 @@ def run_caption(args: argparse.Namespace) -> int:
     if not videos:
         print("error: no video to caption", file=sys.stderr)
         return 1
-    model = load_model(args.model, device=args.device)
+    model = load_models(args.model or ["default"], device=args.device)
     done, failed, timings = caption_many(
         model,
         videos,

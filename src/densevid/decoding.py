@@ -202,7 +202,7 @@ class Generation(NamedTuple):
     sequences: torch.Tensor  # [B, L], decoder start token first, pad after </s>
     token_logp: torch.Tensor  # [B, L-1], log p of sequences[:, 1:] under the model
     time_shifts: torch.Tensor  # [B, L-1], bins to move each time token by (soft_time)
-    visual_states: torch.Tensor  # [B, F, d], the encoded frames (for the frame head)
+    frame_probs: torch.Tensor | None  # [B, F, 3] frame-event head (refine_frames)
 
 
 @torch.no_grad()
@@ -212,48 +212,64 @@ def generate(
     """Generates one sequence per video.
 
     Args:
-        model: a DenseVideoModel with its tokenizer.
+        model: a DenseVideoModel with its tokenizer, or an ``Ensemble`` of them
+            (searched with its members' averaged probabilities).
         batch: collated inputs (``visual``, ``visual_mask``, optional streams).
     """
     from transformers import DynamicCache, EncoderDecoderCache, LogitsProcessorList
     from transformers.modeling_outputs import BaseModelOutput
 
+    from densevid.ensemble import Ensemble
+
     options = (options or DecodingOptions()).verify()
-    lm = model.lm
     inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
     inputs.pop("labels", None)
-    hidden, mask = model.encode(**inputs)
+    members = list(model.members) if isinstance(model, Ensemble) else [model]
+    encodings = [m.encode(**inputs) for m in members]
     grammar = make_grammar(model, options)
-    n_beams = options.n_beams
-    out = lm.generate(
-        encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
-        attention_mask=mask,
-        num_beams=n_beams,
-        do_sample=False,
-        max_new_tokens=options.max_length,
-        length_penalty=options.length_penalty,
-        logits_processor=LogitsProcessorList([grammar]),
-        # caches that grow a layer per decoder layer: the one transformers builds
-        # from the config has num_layers (the encoder's count) and fails when the
-        # decoder is deeper (n_decoder_layers > n_layers)
-        past_key_values=EncoderDecoderCache(DynamicCache(), DynamicCache()),
-        decoder_start_token_id=lm.config.decoder_start_token_id,
-        eos_token_id=lm.config.eos_token_id,
-        pad_token_id=lm.config.pad_token_id,
-    )
-    sequences = out if isinstance(out, torch.Tensor) else out.sequences
+    if len(members) > 1:
+        sequences = beam_search(members, encodings, grammar, options)
+    else:
+        lm = model.lm
+        hidden, mask = encodings[0]
+        out = lm.generate(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+            attention_mask=mask,
+            num_beams=options.n_beams,
+            do_sample=False,
+            max_new_tokens=options.max_length,
+            length_penalty=options.length_penalty,
+            logits_processor=LogitsProcessorList([grammar]),
+            # caches that grow a layer per decoder layer: the one transformers builds
+            # from the config has num_layers (the encoder's count) and fails when the
+            # decoder is deeper (n_decoder_layers > n_layers)
+            past_key_values=EncoderDecoderCache(DynamicCache(), DynamicCache()),
+            decoder_start_token_id=lm.config.decoder_start_token_id,
+            eos_token_id=lm.config.eos_token_id,
+            pad_token_id=lm.config.pad_token_id,
+        )
+        sequences = out if isinstance(out, torch.Tensor) else out.sequences
     # score the chosen sequences by teacher forcing on the same encoding
-    eos = lm.config.eos_token_id
+    eos = members[0].lm.config.eos_token_id
     labels = sequences[:, 1:].clone()
     after_eos = (labels == eos).long().cumsum(1) - (labels == eos).long() > 0
     labels[after_eos] = -100
-    logits = lm(
-        encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
-        attention_mask=mask,
-        decoder_input_ids=sequences[:, :-1] if sequences.shape[1] > 1 else sequences,
-        use_cache=False,
-    ).logits
-    logp = torch.log_softmax(logits.float(), dim=-1)
+    logp = _mix(
+        [
+            torch.log_softmax(
+                m.lm(
+                    encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                    attention_mask=mask,
+                    decoder_input_ids=sequences[:, :-1]
+                    if sequences.shape[1] > 1
+                    else sequences,
+                    use_cache=False,
+                ).logits.float(),
+                dim=-1,
+            )
+            for m, (hidden, mask) in zip(members, encodings, strict=True)
+        ]
+    )
     token_logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     token_logp = token_logp.masked_fill(labels == -100, 0.0)
     tt = model.time_tokenizer
@@ -261,7 +277,119 @@ def generate(
         logp, labels, tt.time_offset, tt.n_time_tokens, options.soft_time
     )
     n_frames = inputs["visual"].shape[1]  # the visual stream comes first
-    return Generation(sequences, token_logp, shifts, hidden[:, :n_frames])
+    heads = [
+        torch.sigmoid(m.frame_head(hidden[:, :n_frames]).float())
+        for m, (hidden, _) in zip(members, encodings, strict=True)
+        if options.refine_frames > 0 and getattr(m, "frame_head", None)
+    ]
+    frame_probs = torch.stack(heads).mean(0) if heads else None
+    return Generation(sequences, token_logp, shifts, frame_probs)
+
+
+def _mix(logps: list[torch.Tensor]) -> torch.Tensor:
+    from densevid.ensemble import mix
+
+    return logps[0] if len(logps) == 1 else mix(logps)
+
+
+def beam_search(
+    members: list[Any],
+    encodings: list[tuple[torch.Tensor, torch.Tensor]],
+    grammar: TimeGrammar,
+    options: DecodingOptions,
+) -> torch.Tensor:
+    """Beam search (greedy with one beam) over the members' averaged next-token
+    probabilities; the ids [B, L] of the best sequence per video, decoder start
+    first, pad after ``</s>``.
+
+    As transformers' search for one model: each step keeps the ``n_beams`` best
+    continuations of every video; a ``</s>`` among the best ``n_beams`` closes a
+    hypothesis scored sum(log p) / length ** length_penalty; a video is done when
+    it holds ``n_beams`` closed hypotheses and no open beam can beat the worst.
+    """
+    from transformers import DynamicCache, EncoderDecoderCache
+    from transformers.modeling_outputs import BaseModelOutput
+
+    k = options.n_beams
+    cfg = members[0].lm.config
+    start, eos, pad = cfg.decoder_start_token_id, cfg.eos_token_id, cfg.pad_token_id
+    b = encodings[0][0].shape[0]
+    device = encodings[0][0].device
+    states = [
+        (
+            BaseModelOutput(last_hidden_state=h.repeat_interleave(k, 0)),
+            m.repeat_interleave(k, 0),
+        )
+        for h, m in encodings
+    ]
+    caches = [EncoderDecoderCache(DynamicCache(), DynamicCache()) for _ in members]
+    ids = torch.full((b * k, 1), start, dtype=torch.long, device=device)
+    scores = torch.full((b, k), -math.inf, device=device)
+    scores[:, 0] = 0.0  # the first step expands one beam per video
+    closed: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
+    done = [False] * b
+    lp = options.length_penalty
+    for _ in range(options.max_length):
+        logps = []
+        for member, (enc, mask), cache in zip(members, states, caches, strict=True):
+            logits = member.lm(
+                encoder_outputs=enc,
+                attention_mask=mask,
+                decoder_input_ids=ids[:, -1:],
+                past_key_values=cache,
+                use_cache=True,
+            ).logits[:, -1]
+            logps.append(torch.log_softmax(logits.float(), dim=-1))
+        logp = grammar(ids, _mix(logps))
+        vocab = logp.shape[-1]
+        total = (scores.reshape(-1, 1) + logp).reshape(b, -1)
+        top, flat = total.topk(min(2 * k, total.shape[1]), dim=1)
+        sources, next_ids, next_scores = [], [], []
+        length = ids.shape[1]  # generated tokens once this step's is added
+        for i in range(b):
+            keep: list[tuple[float, int, int]] = []
+            if not done[i]:
+                ranked = zip(top[i].tolist(), flat[i].tolist(), strict=True)
+                for rank, (score, index) in enumerate(ranked):
+                    if score == -math.inf or len(keep) == k:
+                        break
+                    beam, token = divmod(index, vocab)
+                    if token != eos:
+                        keep.append((score, beam, token))
+                    elif rank < k:
+                        seq = ids[i * k + beam, 1:].tolist() + [eos]
+                        closed[i].append((score / length**lp, seq))
+                closed[i] = sorted(closed[i], key=lambda c: -c[0])[:k]
+                best_open = keep[0][0] / length**lp if keep else -math.inf
+                done[i] = (k == 1 and bool(closed[i])) or (
+                    len(closed[i]) == k and closed[i][-1][0] >= best_open
+                )
+            if done[i]:
+                keep = []
+            keep += [(-math.inf, 0, pad)] * (k - len(keep))
+            for score, beam, token in keep:
+                sources.append(i * k + beam)
+                next_ids.append(token)
+                next_scores.append(score)
+        if all(done):
+            break
+        order = torch.tensor(sources, device=device)
+        for cache in caches:
+            cache.reorder_cache(order)
+        ids = torch.cat([ids[order], torch.tensor(next_ids, device=device)[:, None]], 1)
+        scores = torch.tensor(next_scores, device=device).reshape(b, k)
+    for i in range(b):  # out of length: the open beams compete as they are
+        if not done[i]:
+            for j in range(k):
+                if scores[i, j] > -math.inf:
+                    seq = ids[i * k + j, 1:].tolist()
+                    closed[i].append((float(scores[i, j]) / len(seq) ** lp, seq))
+    best = [max(c, key=lambda c: c[0])[1] if c else [eos] for c in closed]
+    out = torch.full((b, 1 + max(len(s) for s in best)), pad, device=device)
+    out[:, 0] = start
+    for i, seq in enumerate(best):
+        out[i, 1 : 1 + len(seq)] = torch.tensor(seq, device=device)
+    return out
 
 
 def time_shifts(
@@ -302,11 +430,6 @@ def decode(
     model.eval()
     try:
         gen = generate(model, batch, options)
-        boundaries = None
-        if options.refine_frames > 0 and getattr(model, "frame_head", None):
-            with torch.no_grad():
-                frames = model.frame_head(gen.visual_states)
-                boundaries = torch.sigmoid(frames.float())
     finally:
         model.train(was_training)
     tt = model.time_tokenizer
@@ -319,8 +442,8 @@ def decode(
             gen.token_logp[i].tolist(),
             gen.time_shifts[i].tolist(),
         )
-        if boundaries is not None:
-            probs = boundaries[i].cpu().numpy()
+        if gen.frame_probs is not None:
+            probs = gen.frame_probs[i].cpu().numpy()
             events = [
                 refine_event(e, probs, durations[i], options.refine_frames)
                 for e in events

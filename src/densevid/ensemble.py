@@ -1,0 +1,109 @@
+"""Several checkpoints decoding as one model.
+
+Models trained from different seeds make partly different mistakes: one misplaces a
+boundary, another names the wrong object. An ``Ensemble`` averages their next-token
+probabilities at every step (a mixture: log of the mean probability, so its
+likelihood is a proper one) and their frame-event probabilities, and searches with
+the average (``densevid.decoding``). The models must read the same inputs and share
+one tokenizer: the same recipe with other seeds, or other sizes on the same features.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from densevid.errors import DensevidError
+from densevid.model import DenseVideoModel, load_model, token_log_likelihood
+
+# What every member must agree on: the inputs it reads and the ids it writes.
+SHARED_FIELDS = (
+    "vocab_size",
+    "n_time_tokens",
+    "time_offset",
+    "n_frames",
+    "interpolate_frames",
+    "visual_features",
+    "visual_blocks",
+    "visual_dim",
+    "audio_features",
+    "audio_dim",
+    "n_audio_frames",
+    "speech_features",
+    "max_speech_tokens",
+    "max_target_tokens",
+    "extractor_options",
+    "max_duration",
+)
+
+
+class Ensemble(nn.Module):
+    """Models whose averaged predictions decode as one (``decode`` takes it where it
+    takes a model). ``config`` and ``tokenizer`` are the first member's."""
+
+    def __init__(self, models: Sequence[DenseVideoModel], names: Sequence[str] = ()):
+        super().__init__()
+        if len(models) < 2:
+            raise DensevidError("an ensemble needs at least two models")
+        names = list(names) or [f"model {i + 1}" for i in range(len(models))]
+        first = models[0]
+        for name, m in zip(names[1:], models[1:], strict=True):
+            for key in SHARED_FIELDS:
+                a, b = getattr(first.config, key), getattr(m.config, key)
+                if a != b:
+                    raise DensevidError(
+                        f"{name}: cannot join an ensemble with {names[0]}: its "
+                        f"{key} is {b!r}, not {a!r} (members must read the same "
+                        "inputs and share one tokenizer)"
+                    )
+            if m.tokenizer.get_vocab() != first.tokenizer.get_vocab():
+                raise DensevidError(
+                    f"{name}: cannot join an ensemble with {names[0]}: another "
+                    "tokenizer (train the members on the same captions)"
+                )
+        self.members = nn.ModuleList(models)
+        self.config = first.config
+        self.tokenizer = first.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self.members[0].device
+
+    @property
+    def time_tokenizer(self):
+        return self.members[0].time_tokenizer
+
+    def forward(self, labels: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced log-probabilities [B, T, V] of the mixture (usable as
+        logits: they are already normalised)."""
+        logps = [
+            torch.log_softmax(m(labels, **inputs).float(), dim=-1) for m in self.members
+        ]
+        return mix(logps)
+
+    def log_likelihood(
+        self, labels: torch.Tensor, **inputs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As ``DenseVideoModel.log_likelihood``, under the mixture."""
+        return token_log_likelihood(self.forward(labels, **inputs), labels)
+
+
+def mix(logps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """log of the mean of the members' probabilities, from their log-probabilities."""
+    return torch.logsumexp(torch.stack(list(logps)), dim=0) - math.log(len(logps))
+
+
+def load_models(
+    names: Sequence[str | os.PathLike], *, device: str | torch.device | None = None
+) -> DenseVideoModel | Ensemble:
+    """One checkpoint loads as a model (``load_model``), several as an Ensemble."""
+    if not names:
+        raise DensevidError("no checkpoint given")
+    models = [load_model(n, device=device) for n in names]
+    if len(models) == 1:
+        return models[0]
+    return Ensemble(models, [str(n) for n in names]).eval()
