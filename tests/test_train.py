@@ -196,6 +196,63 @@ def test_crop_windows_widen_until_they_cut_no_event(corpus):
     assert any(end - start < duration for start, end, duration in windows)
 
 
+def test_concat_shows_a_video_then_another_with_both_lists_of_events(tmp_path):
+    from densevid.data import VideoDataset
+    from densevid.model import ModelConfig
+    from densevid.text import TimeTokenizer, train_tokenizer
+
+    corpus = make_corpus(tmp_path)
+    videos = load_annotations(corpus / "train.json")
+    # a 40 s video: room beside it for none, beside the others (8-20 s) for some
+    times = (np.arange(ROWS) + 0.5) * 40.0 / ROWS
+    meta = {"fps": ROWS / 40.0, "duration": 40.0, "timestamps": times}
+    rows = np.zeros((ROWS, DIM), np.float32)
+    save_features(corpus / "features", "pixels", "long", rows, meta)
+    videos["long"] = VideoEvents("long", (Event(1.0, 2.0, CAPTIONS[0]),), 40.0)
+    tok = train_tokenizer(CAPTIONS * 3, vocab_size=80, n_time_tokens=200)
+    tt = TimeTokenizer(tok, 200)
+    cfg = ModelConfig(**{**TINY_MODEL, "n_time_tokens": 200}, visual_dim=DIM)
+    plain = VideoDataset(videos, corpus / "features", cfg, tt)
+    data = VideoDataset(videos, corpus / "features", cfg, tt, concat=1.0)
+    longest = float(data.durations.max())
+    joined = 0
+    for epoch in range(3):
+        data.set_epoch(epoch)
+        for i, video in enumerate(data.videos):
+            j = data.partner(i)
+            assert j == data.partner(i)  # the same item within an epoch
+            item = data[i]
+            if j is None:  # nothing fits beside it: the video alone
+                others = np.delete(data.durations, i)
+                assert others.min() > longest - video.duration
+                np.testing.assert_array_equal(item["visual"], plain[i]["visual"])
+                continue
+            joined += 1
+            other = data.videos[j]
+            assert j != i and item["duration"] == video.duration + other.duration
+            assert item["duration"] <= longest + 1e-6
+            got = tt.decode_events(item["labels"], item["duration"])
+            want = [*video.events]
+            want += [Event(e.start + video.duration, e.end + video.duration, e.text)
+                     for e in other.events]  # fmt: skip
+            assert [e.text for e in got] == [e.text for e in want]
+            bin_s = item["duration"] / 199
+            for g, w in zip(got, want, strict=True):
+                assert g.start == pytest.approx(w.start, abs=bin_s)
+                assert g.end == pytest.approx(w.end, abs=bin_s)
+            # a frame in the second part shows the other video at its own time
+            f = cfg.n_frames - 1
+            t = (f + 0.5) / cfg.n_frames * item["duration"] - video.duration
+            stream = data._stream("pixels", other)
+            alone = sample_frames(stream.array, stream.times, t, t, 1, True)
+            np.testing.assert_allclose(item["visual"][f], alone[0], rtol=1e-6)
+    assert joined > 0 and data.partner(len(videos) - 1) is None  # the long one
+    with pytest.raises(DensevidError, match="concat"):
+        VideoDataset(videos, corpus / "features", cfg, tt, concat=0.5, crop=True)
+    with pytest.raises(DensevidError, match="concat"):
+        TrainConfig(train_annotations="t", features="f", concat=1.5).verify()
+
+
 def test_frame_event_targets_mark_events_and_soft_boundaries():
     # window [10, 20] s in 10 frames (centres 0.05 ... 0.95); event 12-16 s
     t = frame_event_targets([(12, 16), (30, 40)], 10, 20, 10)

@@ -8,7 +8,10 @@ temporal crop (training only) cuts a window out of the video, widened so that it
 no event, and makes the window the whole "video", so times stay relative to what the
 model sees. An optional horizontal flip (training only, features with a known layout:
 ``pixels``) mirrors the frame features and swaps "left" and "right" in the captions
-and the transcript.
+and the transcript. An optional concatenation (training only) shows a video followed
+by another training video, when both fit in the longest training video: a new
+video made of two, with both lists of events, so the model cannot learn a video's
+captions by heart from its first frames.
 
 Randomness comes from a generator seeded by (seed, epoch, index), so an item does not
 depend on which process loads it or on whether training was resumed.
@@ -223,6 +226,8 @@ class VideoDataset(torch.utils.data.Dataset):
         crop_min_fraction: the shortest window as a fraction of the video.
         hflip: probability of showing an item mirrored left-right (training).
         hflip_words: words swapped in the text of a mirrored item (both ways).
+        concat: probability of showing a video followed by another one (training),
+            when the two fit in the longest video's duration.
         seed: base seed of the per-item generators.
         cache: keep loaded feature arrays in memory (small corpora).
     """
@@ -238,6 +243,7 @@ class VideoDataset(torch.utils.data.Dataset):
         crop_min_fraction: float = 0.5,
         hflip: float = 0.0,
         hflip_words: Mapping[str, str] | None = None,
+        concat: float = 0.0,
         seed: int = 0,
         cache: bool = True,
     ) -> None:
@@ -260,6 +266,12 @@ class VideoDataset(torch.utils.data.Dataset):
             raise DensevidError(f"hflip must be a probability in [0, 1], got {hflip}")
         self.hflip = hflip
         self.hflip_words = dict(hflip_words or {})
+        if not 0.0 <= concat <= 1.0:
+            raise DensevidError(f"concat must be a probability in [0, 1], got {concat}")
+        if concat > 0 and crop:
+            raise DensevidError("concat and crop cannot be combined: choose one")
+        self.concat = concat
+        self.durations = np.array([float(v.duration) for v in self.videos])
         self.seed = seed
         self.epoch = 0
         self._cache: dict[tuple[str, str], Any] | None = {} if cache else None
@@ -353,12 +365,34 @@ class VideoDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])
         return bool(rng.random() < self.hflip)
 
+    def partner(self, index: int) -> int | None:
+        """The video shown after this one (``concat``), per epoch; None when none is
+        (most items, or no other video fits in the longest video's duration)."""
+        if self.concat <= 0:
+            return None
+        rng = np.random.default_rng([self.seed, self.epoch, index, 2])
+        if rng.random() >= self.concat:
+            return None
+        room = self.durations.max() - self.durations[index]
+        fits = np.flatnonzero(self.durations <= room + 1e-6)
+        fits = fits[fits != index]
+        return int(fits[rng.integers(len(fits))]) if len(fits) else None
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         video = self.videos[index]
         cfg = self.config
         start, end = self.window(index)
         flip = self.flipped(index)
-        events = list(video.events)
+        parts = [video]
+        other = self.partner(index)
+        if other is not None:
+            parts.append(self.videos[other])
+        offsets = np.cumsum([0.0] + [float(v.duration) for v in parts[:-1]])
+        events = [
+            Event(e.start + offset, e.end + offset, e.text)
+            for v, offset in zip(parts, offsets, strict=True)
+            for e in v.events
+        ]
         if flip:
             events = [
                 Event(e.start, e.end, swap_words(e.text, self.hflip_words))
@@ -370,21 +404,27 @@ class VideoDataset(torch.utils.data.Dataset):
                 events = cropped
             else:  # nothing survives this window: show the whole video instead
                 start, end = 0.0, float(video.duration)
+        if other is not None:
+            end = float(offsets[-1] + parts[-1].duration)
         duration = end - start
         item: dict[str, Any] = {"video_id": video.video_id, "duration": duration}
-        visual = self._stream(cfg.visual_features, video)
+        visual = self._joined(cfg.visual_features, parts, offsets, flip)
         item["visual"] = sample_frames(
-            visual.mirrored if flip else visual.array,
-            visual.times, start, end, cfg.n_frames, cfg.interpolate_frames,
+            visual.array, visual.times, start, end, cfg.n_frames,
+            cfg.interpolate_frames,
         )  # fmt: skip
         if cfg.use_audio:
-            audio = self._stream(cfg.audio_features, video)
+            audio = self._joined(cfg.audio_features, parts, offsets, False)
             item["audio"] = sample_frames(
                 audio.array, audio.times, start, end, cfg.n_audio_frames,
                 cfg.interpolate_frames,
             )  # fmt: skip
         if cfg.use_speech:
-            speech = self._speech(video)
+            speech = [
+                dict(s, start=s["start"] + offset, end=s["end"] + offset)
+                for v, offset in zip(parts, offsets, strict=True)
+                for s in self._speech(v)
+            ]
             if flip:
                 speech = [
                     dict(s, text=swap_words(str(s["text"]), self.hflip_words))
@@ -414,6 +454,23 @@ class VideoDataset(torch.utils.data.Dataset):
                 [(e.start, e.end) for e in events], start, end, cfg.n_frames
             )
         return item
+
+    def _joined(
+        self,
+        extractor: str,
+        parts: Sequence[VideoEvents],
+        offsets: np.ndarray,
+        flip: bool,
+    ) -> Stream:
+        """One stream of the videos shown one after the other (rows and times)."""
+        streams = [self._stream(extractor, v) for v in parts]
+        arrays = [
+            s.mirrored if flip and s.mirrored is not None else s.array for s in streams
+        ]
+        if len(parts) == 1:
+            return Stream(arrays[0], streams[0].times)
+        times = [s.times + offset for s, offset in zip(streams, offsets, strict=True)]
+        return Stream(np.concatenate(arrays), np.concatenate(times))
 
 
 def mirror_features(

@@ -86,6 +86,9 @@ class TrainConfig:
     # with these words swapped both ways in its captions and transcript
     hflip: float = 0.0
     hflip_words: dict[str, str] = field(default_factory=lambda: {"left": "right"})
+    # probability of a training item showing its video followed by another one
+    # (when both fit in the longest training video): more distinct inputs per epoch
+    concat: float = 0.0
     eval_every: int = 250
     save_every: int = 250
     log_every: int = 25
@@ -131,6 +134,11 @@ class TrainConfig:
         if self.time_sigma < 0:
             raise DensevidError(
                 f"train config: time_sigma must be >= 0: {self.time_sigma}"
+            )
+        if not 0 <= self.concat <= 1 or (self.concat and self.crop):
+            raise DensevidError(
+                f"train config: concat must be in [0, 1] and not combined with crop: "
+                f"concat={self.concat}, crop={self.crop}"
             )
         if not 0 <= self.ema < 1:
             raise DensevidError(f"train config: ema must be in [0, 1): {self.ema}")
@@ -803,6 +811,7 @@ def train(
             crop_min_fraction=cfg.crop_min_fraction,
             hflip=cfg.hflip,
             hflip_words=cfg.hflip_words,
+            concat=cfg.concat,
             seed=cfg.seed,
         )
         val_set = None
