@@ -169,6 +169,13 @@ def test_command_with_two_models_captions_as_their_ensemble(checkpoint, tmp_path
         assert main(argv) == 0
         outs[n] = load_submission(out / "clip.json")["clip"]
     assert len(outs[1]) > 0
+    # in Python: densevid.load_models, and the ensemble's caption method
+    import densevid
+
+    pair = densevid.load_models([checkpoint, checkpoint])
+    greedy = replace(CaptionOptions().decoding, method="greedy")
+    events = pair.caption(video, CaptionOptions(decoding=greedy))
+    assert [e.text for e in events] == [e.text for e in outs[1]]
     assert [(e.start, e.end, e.text) for e in outs[2]] == [
         (e.start, e.end, e.text) for e in outs[1]
     ]

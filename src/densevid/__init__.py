@@ -19,6 +19,10 @@ def __getattr__(name: str):
         from densevid.model import load_model
 
         return load_model
+    if name == "load_models":
+        from densevid.ensemble import load_models
+
+        return load_models
     raise AttributeError(f"module 'densevid' has no attribute {name!r}")
 
 
@@ -28,6 +32,7 @@ __all__ = [
     "VideoEvents",
     "load_annotations",
     "load_model",
+    "load_models",
     "load_submission",
     "save_annotations",
     "save_submission",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -77,6 +78,12 @@ class Ensemble(nn.Module):
     def time_tokenizer(self):
         return self.members[0].time_tokenizer
 
+    def caption(self, video: str | os.PathLike, options: Any = None) -> Any:
+        """Events of one video file; see ``densevid.caption.caption``."""
+        from densevid.caption import caption
+
+        return caption(self, video, options)
+
     def forward(self, labels: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
         """Teacher-forced log-probabilities [B, T, V] of the mixture (usable as
         logits: they are already normalised)."""
@@ -85,6 +92,7 @@ class Ensemble(nn.Module):
         ]
         return mix(logps)
 
+    @torch.no_grad()
     def log_likelihood(
         self, labels: torch.Tensor, **inputs: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
