@@ -141,7 +141,8 @@ def main() -> None:
             b = np.array([x / s for x, s in errs])
             print(
                 f"  {name} error at tIoU >= 0.3: median |d| {np.median(abs(d)):.2f} s"
-                f" = {np.median(abs(b)):.1f} bins, mean d {d.mean():+.2f} s"
+                f" = {np.median(abs(b)):.1f} bins, mean d {d.mean():+.2f} s,"
+                f" median d {np.median(d):+.2f} s"
             )
     print("  found at tIoU >= 0.5, per action of the reference:")
     for action, found in sorted(per_action.items(), key=lambda x: -np.mean(x[1])):
