@@ -7,6 +7,7 @@ video needs. Each figure is the best of ``--repeat`` runs.
 
     .venv/bin/python bench/bench_caption.py                  # the bundled model
     .venv/bin/python bench/bench_caption.py --model runs/synthetic/best --threads 1
+    .venv/bin/python bench/bench_caption.py --model runs/a/best+runs/b/best  # ensemble
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from densevid.caption import CaptionOptions, Timings, caption
 from densevid.decoding import DecodingOptions
-from densevid.model import load_model
+from densevid.ensemble import load_models
 from densevid.synth import PRESETS, make_video
 from densevid.video import read_frames
 
@@ -49,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model(args.model, device="cpu")
+    model = load_models(args.model.split("+"), device="cpu")
     options = CaptionOptions(decoding=DecodingOptions(method=args.method))
     with tempfile.TemporaryDirectory() as tmp:
         config = replace(PRESETS["default"], min_duration=VIDEO_S, max_duration=VIDEO_S)
