@@ -219,7 +219,7 @@ def generate(
     from transformers import DynamicCache, EncoderDecoderCache, LogitsProcessorList
     from transformers.modeling_outputs import BaseModelOutput
 
-    from densevid.ensemble import Ensemble
+    from densevid.ensemble import Ensemble, mix
 
     options = (options or DecodingOptions()).verify()
     inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
@@ -254,15 +254,14 @@ def generate(
     labels = sequences[:, 1:].clone()
     after_eos = (labels == eos).long().cumsum(1) - (labels == eos).long() > 0
     labels[after_eos] = -100
-    logp = _mix(
+    decoder_ids = sequences[:, :-1] if sequences.shape[1] > 1 else sequences
+    logp = mix(
         [
             torch.log_softmax(
                 m.lm(
                     encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                     attention_mask=mask,
-                    decoder_input_ids=sequences[:, :-1]
-                    if sequences.shape[1] > 1
-                    else sequences,
+                    decoder_input_ids=decoder_ids,
                     use_cache=False,
                 ).logits.float(),
                 dim=-1,
@@ -286,12 +285,6 @@ def generate(
     return Generation(sequences, token_logp, shifts, frame_probs)
 
 
-def _mix(logps: list[torch.Tensor]) -> torch.Tensor:
-    from densevid.ensemble import mix
-
-    return logps[0] if len(logps) == 1 else mix(logps)
-
-
 def beam_search(
     members: list[Any],
     encodings: list[tuple[torch.Tensor, torch.Tensor]],
@@ -309,6 +302,8 @@ def beam_search(
     """
     from transformers import DynamicCache, EncoderDecoderCache
     from transformers.modeling_outputs import BaseModelOutput
+
+    from densevid.ensemble import mix
 
     k = options.n_beams
     cfg = members[0].lm.config
@@ -340,7 +335,7 @@ def beam_search(
                 use_cache=True,
             ).logits[:, -1]
             logps.append(torch.log_softmax(logits.float(), dim=-1))
-        logp = grammar(ids, _mix(logps))
+        logp = grammar(ids, mix(logps))
         vocab = logp.shape[-1]
         total = (scores.reshape(-1, 1) + logp).reshape(b, -1)
         top, flat = total.topk(min(2 * k, total.shape[1]), dim=1)

@@ -101,7 +101,10 @@ class Ensemble(nn.Module):
 
 
 def mix(logps: Sequence[torch.Tensor]) -> torch.Tensor:
-    """log of the mean of the members' probabilities, from their log-probabilities."""
+    """log of the mean of the members' probabilities, from their log-probabilities
+    (one member's come back as they are)."""
+    if len(logps) == 1:
+        return logps[0]
     return torch.logsumexp(torch.stack(list(logps)), dim=0) - math.log(len(logps))
 
 
