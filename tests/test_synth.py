@@ -33,6 +33,7 @@ from densevid.synth.world import (
     Scene,
     SceneObject,
     State,
+    _force_one_action,
     state_at,
 )
 from densevid.video import probe, read_audio, read_frames
@@ -174,6 +175,18 @@ def test_scene_plans_are_consistent(preset):
                 for b in shown[k + 1 :]:
                     reach = (a.size + b.size) / 2 * 0.9
                     assert abs(a.x - b.x) >= reach or abs(a.y - b.y) >= reach
+
+
+def test_forced_appearance_is_seen():
+    # a scene whose scheduling placed no event gets one; an unseen object must then
+    # really come into view (it once stayed invisible, an event nobody could find)
+    unseen = SceneObject("square", State(57.0, 28.0, 25.0, "green", visible=False))
+    _force_one_action(np.random.default_rng(0), unseen, 20.0)
+    (a,) = unseen.actions
+    assert a.kind == "appear" and not a.before.visible and a.after.visible
+    late = state_at(unseen, a.end + 1.0)
+    assert late.visible and late.alpha == 1.0
+    assert state_at(unseen, (a.start + a.end) / 2).visible
 
 
 CAPTION_KEYWORDS = {

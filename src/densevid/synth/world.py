@@ -322,8 +322,9 @@ def _force_one_action(rng: np.random.Generator, obj: SceneObject, duration: floa
     if s.visible:
         action = Action(0, "blink", t0, t0 + length, s, s, period=BLINK_PERIOD_S)
     else:
-        before = replace(s, alpha=0.0)
-        action = Action(0, "appear", t0, t0 + length, before, replace(s, alpha=1.0))
+        before = replace(s, visible=False, alpha=0.0)
+        after = replace(s, visible=True, alpha=1.0)
+        action = Action(0, "appear", t0, t0 + length, before, after)
     obj.actions.append(action)
 
 
