@@ -21,6 +21,17 @@ def test_dim_and_layout():
     )
     cfg4 = PixelsConfig(substeps=4)
     assert pixels_features(np.zeros((9, 64, 64, 3), np.uint8), cfg4).shape[0] == 3
+    tinted = PixelsConfig(substeps=4, tint=True)  # 3 more fields per hue bin
+    assert tinted.dim == CFG.dim + 8 * 3
+    assert tinted.layout()["blobs"]["fields"][-3:] == [
+        "tint",
+        "dtint_per_s",
+        "abs_dtint_per_s",
+    ]
+    assert pixels_features(np.zeros((9, 64, 64, 3), np.uint8), tinted).shape == (
+        3,
+        tinted.dim,
+    )
 
 
 def test_colour_position_and_size_in_thumbnail():
@@ -209,6 +220,40 @@ def test_colour_change_moves_mass_between_hue_bins():
     assert b[0, 11] == 0  # no centroid motion for a bin present in one frame only
 
 
+def test_tint_follows_a_fade_from_start_to_end():
+    # a green square fading in over a grey background, alpha 0 to 1 in 10 frames:
+    # mass sees only the middle of the fade, tint rises in step with alpha
+    grey, green = np.full(3, 105.0), np.array([40.0, 190.0, 60.0])
+    alphas = np.linspace(0, 1, 11)
+    frames = np.stack(
+        [
+            _scene("square", tuple(np.rint(grey + (green - grey) * a)), 30, 30, 8)
+            for a in alphas
+        ]
+    )
+    cfg = PixelsConfig(fps=8.0, substeps=1, tint=True)
+    b = np.stack([_blobs(row, cfg) for row in pixels_features(frames, cfg)])
+    fields = cfg.blob_fields
+    mass = b[:, :, fields.index("mass")].sum(1)
+    tint = b[:, :, fields.index("tint")].sum(1)
+    assert mass[1] == 0 and mass[2] == 0  # too faint for the coloured-pixel mask
+    assert mass[6] == pytest.approx(mass[10], rel=0.05)  # and full from half-way
+    expected = alphas * tint[-1]  # linear in alpha (up to the floor and rounding)
+    np.testing.assert_allclose(tint[1:], expected[1:], atol=0.12 * tint[-1])
+    assert (np.diff(tint) > 0).all()
+    dtint = b[:, :, fields.index("dtint_per_s")].sum(1)
+    assert dtint[5] == pytest.approx(tint[-1] / 10 * 8, rel=0.25)  # per s at 8 fps
+    # the other fields are those of rows without the option
+    plain_cfg = PixelsConfig(fps=8.0, substeps=1)
+    plain = pixels_features(frames, plain_cfg)
+    tinted = pixels_features(frames, cfg)
+    start = plain_cfg.layout()["blobs"]["start"]
+    np.testing.assert_array_equal(plain[:, :start], tinted[:, :start])
+    np.testing.assert_array_equal(
+        np.stack([_blobs(r, plain_cfg) for r in plain]), b[:, :, : len(fields) - 3]
+    )
+
+
 def test_mirrored_rows_equal_the_rows_of_the_mirrored_video():
     from densevid.features.pixels import mirror_rows
 
@@ -221,7 +266,7 @@ def test_mirrored_rows_equal_the_rows_of_the_mirrored_video():
         noise = rng.integers(-12, 13, img.shape)
         frames.append(np.clip(img.astype(int) + noise, 0, 255).astype(np.uint8))
     frames = np.stack(frames)
-    cfg = PixelsConfig(fps=2.0, substeps=4)
+    cfg = PixelsConfig(fps=2.0, substeps=4, tint=True)
     rows = pixels_features(frames, cfg)
     flipped = pixels_features(frames[:, :, ::-1], cfg)
     np.testing.assert_allclose(mirror_rows(rows, cfg.layout()), flipped, atol=1e-4)

@@ -22,6 +22,13 @@ Each row (one per ``1 / fps`` s) concatenates four blocks, each flattened row-ma
   pairs — direction of motion, growth, colour change — and the means of their
   absolute values — how much it wobbles: a blink (0.5 s period), a shake or a bounce
   averages to no signed motion over a row but not to no motion energy.
+  With ``tint`` (off by default, so features made before it keep their layout),
+  three more fields per bin: ``tint``, the bin's chroma above ``TINT_FLOOR`` summed
+  over the frame (mean per pixel), and its change per second, signed and absolute.
+  ``mass`` counts a pixel only once its chroma passes ``CHROMA_LOW``, so a shape
+  fading in or out (alpha 0 to 1) shows in it only in the middle of the fade; tint
+  grows linearly with alpha from the first frame to the last, so the fade's start
+  and end can be placed.
 
 The video is decoded at ``fps * substeps`` (so motion is measured between frames a
 fraction of a row apart) and squashed to a square, so positions are relative to the
@@ -63,6 +70,8 @@ BLOB_FIELDS = (
     "abs_dx_per_s", "abs_dy_per_s", "abs_dmass_per_s",
 )  # fmt: skip
 N_BLOB_STATIC = 11  # the fields before the motion ones
+TINT_FIELDS = ("tint", "dtint_per_s", "abs_dtint_per_s")  # appended with ``tint``
+TINT_FLOOR = 0.04  # chroma of grey backgrounds and codec noise, below a faint shape's
 TAN_22_5 = 0.41421356  # tan(22.5 degrees): half-way between orientation bins
 # ITU-R BT.601 luma weights.
 LUMA = (0.299, 0.587, 0.114)
@@ -77,6 +86,11 @@ class PixelsConfig:
     grid: int = GRID
     substeps: int = SUBSTEPS
     n_hues: int = N_HUES
+    tint: bool = False
+
+    @property
+    def blob_fields(self) -> tuple[str, ...]:
+        return BLOB_FIELDS + TINT_FIELDS if self.tint else BLOB_FIELDS
 
     def __post_init__(self) -> None:
         if self.fps <= 0 or self.substeps < 1:
@@ -100,14 +114,14 @@ class PixelsConfig:
             "rgb": (self.size, self.size, 3),
             "edges": (self.grid, self.grid, N_ORIENTATIONS),
             "motion": (self.grid, self.grid, 3),
-            "blobs": (self.n_hues, len(BLOB_FIELDS)),
+            "blobs": (self.n_hues, len(self.blob_fields)),
         }
         out, start = {}, 0
         for name, shape in blocks.items():
             n = int(np.prod(shape))
             out[name] = {"start": start, "stop": start + n, "shape": list(shape)}
             start += n
-        out["blobs"]["fields"] = list(BLOB_FIELDS)
+        out["blobs"]["fields"] = list(self.blob_fields)
         return out
 
     @property
@@ -192,6 +206,20 @@ def hue_masks(x: torch.Tensor, n_hues: int) -> torch.Tensor:
     A pixel's weight ramps from 0 to 1 as its chroma goes from ``CHROMA_LOW`` to
     ``CHROMA_HIGH`` and is shared between the two hue bins nearest its hue.
     """
+    chroma, spread = _hue_split(x, n_hues)
+    return spread(((chroma - CHROMA_LOW) / (CHROMA_HIGH - CHROMA_LOW)).clamp(0, 1))
+
+
+def hue_tints(x: torch.Tensor, n_hues: int) -> torch.Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> (N, n_hues): per hue bin, the mean over pixels
+    of chroma above ``TINT_FLOOR`` (shared between bins as in ``hue_masks``)."""
+    chroma, spread = _hue_split(x, n_hues)
+    return spread((chroma - TINT_FLOOR).clamp_min(0)).mean((2, 3))
+
+
+def _hue_split(x: torch.Tensor, n_hues: int):
+    """Each pixel's chroma, and a function that shares per-pixel weights between
+    the two hue bins nearest each pixel's hue: (N, H, W) -> (N, n_hues, H, W)."""
     r, g, b = x.unbind(1)
     mx, mn = x.max(1).values, x.min(1).values
     chroma = mx - mn
@@ -204,16 +232,19 @@ def hue_masks(x: torch.Tensor, n_hues: int) -> torch.Tensor:
         )
         / 6
     )  # (N, H, W) in [0, 1)
-    weight = ((chroma - CHROMA_LOW) / (CHROMA_HIGH - CHROMA_LOW)).clamp(0, 1)
     pos = hue * n_hues
     k0 = pos.floor().long() % n_hues
     frac = pos - pos.floor()
-    masks = torch.zeros(x.shape[0], n_hues, *x.shape[2:])
-    masks.scatter_add_(1, k0.unsqueeze(1), (weight * (1 - frac)).unsqueeze(1))
-    masks.scatter_add_(
-        1, ((k0 + 1) % n_hues).unsqueeze(1), (weight * frac).unsqueeze(1)
-    )
-    return masks
+
+    def spread(weight: torch.Tensor) -> torch.Tensor:
+        masks = torch.zeros(x.shape[0], n_hues, *x.shape[2:])
+        masks.scatter_add_(1, k0.unsqueeze(1), (weight * (1 - frac)).unsqueeze(1))
+        masks.scatter_add_(
+            1, ((k0 + 1) % n_hues).unsqueeze(1), (weight * frac).unsqueeze(1)
+        )
+        return masks
+
+    return chroma, spread
 
 
 def blob_stats(masks: torch.Tensor) -> torch.Tensor:
@@ -310,7 +341,7 @@ def pixels_features(
     rows = torch.arange(0, n, k)  # the decoded frame shown at each row's time
     # Chunks of frames (overlapping by one for the pair across the seam) keep the
     # float copies small however long the video is.
-    appearance, pair_chunks, blob_chunks = [], [], []
+    appearance, pair_chunks, blob_chunks, tint_chunks = [], [], [], []
     for c0 in range(0, n, CHUNK_FRAMES):
         a = max(0, c0 - 1)
         big = _cell_mean(
@@ -324,11 +355,18 @@ def pixels_features(
         pair_chunks.append(motion_cells(small, cfg.grid))
         if cfg.n_hues:
             blob_chunks.append(blob_stats(hue_masks(big[c0 - a :], cfg.n_hues)))
+        if cfg.n_hues and cfg.tint:
+            tint_chunks.append(hue_tints(big[c0 - a :], cfg.n_hues))
     lk = torch.cat(pair_chunks).flatten(1)  # (N - 1, grid * grid * 3)
     blobs = torch.cat(blob_chunks) if blob_chunks else torch.zeros(n, 0, N_BLOB_STATIC)
     steps_per_s = cfg.fps * cfg.substeps
     # per pair (j-1, j), at index j-1: LK cells, then each hue's motion fields
     pairs = torch.cat([lk, blob_motion(blobs, steps_per_s).flatten(1)], 1)
+    n_blob_motion = pairs.shape[1]
+    if tint_chunks:
+        tints = torch.cat(tint_chunks)  # (N, K)
+        d = (tints[1:] - tints[:-1]) * steps_per_s
+        pairs = torch.cat([pairs, d, d.abs()], 1)
     # Row i (decoded frame j0 = i k) averages the k pairs (j-1, j) with j from
     # j0 - (k-1)//2 on: centred on j0 (the backward difference when k == 1).
     motion = torch.zeros(len(rows), pairs.shape[1])
@@ -338,15 +376,16 @@ def pixels_features(
         if hi >= lo:
             motion[r] = pairs[lo - 1 : hi].mean(0)
     n_lk = lk.shape[1]
-    blob_rows = torch.cat(
-        [
-            blobs[rows],
-            motion[:, n_lk:].reshape(
-                len(rows), cfg.n_hues, len(BLOB_FIELDS) - N_BLOB_STATIC
-            ),
-        ],
-        -1,
-    )  # (R, n_hues, len(BLOB_FIELDS))
+    blob_parts = [
+        blobs[rows],
+        motion[:, n_lk:n_blob_motion].reshape(
+            len(rows), cfg.n_hues, len(BLOB_FIELDS) - N_BLOB_STATIC
+        ),
+    ]
+    if tint_chunks:
+        dt = motion[:, n_blob_motion:].reshape(len(rows), 2, cfg.n_hues)
+        blob_parts.append(torch.stack([tints[rows], dt[:, 0], dt[:, 1]], -1))
+    blob_rows = torch.cat(blob_parts, -1)  # (R, n_hues, len(cfg.blob_fields))
     out = torch.cat([torch.cat(appearance), motion[:, :n_lk], blob_rows.flatten(1)], 1)
     assert out.shape[1] == cfg.dim
     return out.numpy().astype(np.float32)
