@@ -254,6 +254,29 @@ def test_tint_follows_a_fade_from_start_to_end():
     )
 
 
+def test_timing_says_when_within_a_row_a_change_happened():
+    # row 1 (decoded frame 4 of 9, 4 per row) averages pairs (2,3)..(5,6): a square
+    # still until frame 5 and moving from there changes only in the last pair
+    cfg = PixelsConfig(fps=2.0, substeps=4, timing=True)
+    red = (230, 30, 30)
+    xs = {"late": [20] * 6 + [23, 26, 29], "early": [20, 20, 20, 23, 26, 29, 32, 35, 38],
+          "still": [20] * 9}  # fmt: skip
+    when = {}
+    for name, x in xs.items():
+        frames = np.stack([_scene("square", red, xi, 30, 6) for xi in x])
+        b = _blobs(pixels_features(frames, cfg)[1], cfg)
+        when[name] = b[0, cfg.blob_fields.index("when_move")]
+    assert when["still"] == 0
+    assert when["late"] > 0.3  # the last pair sits 3/8 of a row after the row
+    assert when["early"] == pytest.approx(0.0, abs=0.02)  # moving all through it
+    assert cfg.dim == CFG.dim + 8 * 2
+    assert PixelsConfig(tint=True, timing=True).blob_fields[-3:] == (
+        "when_move",
+        "when_mass",
+        "when_tint",
+    )
+
+
 def test_mirrored_rows_equal_the_rows_of_the_mirrored_video():
     from densevid.features.pixels import mirror_rows
 
@@ -266,7 +289,7 @@ def test_mirrored_rows_equal_the_rows_of_the_mirrored_video():
         noise = rng.integers(-12, 13, img.shape)
         frames.append(np.clip(img.astype(int) + noise, 0, 255).astype(np.uint8))
     frames = np.stack(frames)
-    cfg = PixelsConfig(fps=2.0, substeps=4, tint=True)
+    cfg = PixelsConfig(fps=2.0, substeps=4, tint=True, timing=True)
     rows = pixels_features(frames, cfg)
     flipped = pixels_features(frames[:, :, ::-1], cfg)
     np.testing.assert_allclose(mirror_rows(rows, cfg.layout()), flipped, atol=1e-4)

@@ -28,7 +28,12 @@ Each row (one per ``1 / fps`` s) concatenates four blocks, each flattened row-ma
   ``mass`` counts a pixel only once its chroma passes ``CHROMA_LOW``, so a shape
   fading in or out (alpha 0 to 1) shows in it only in the middle of the fade; tint
   grows linearly with alpha from the first frame to the last, so the fade's start
-  and end can be placed.
+  and end can be placed. With ``timing`` (off by default too), when within its row
+  each bin's change happened: ``when_move`` (centroid speed), ``when_mass`` (mass)
+  and, with ``tint``, ``when_tint``: the mean offset from the row's time of its
+  frame pairs, weighted by the pairs' absolute change, in rows (-0.5 to 0.5; 0 for
+  change spread evenly or none). A row averages its pairs, so a blink or a shake
+  that starts within it is otherwise placed only to within the row, 0.5 s.
 
 The video is decoded at ``fps * substeps`` (so motion is measured between frames a
 fraction of a row apart) and squashed to a square, so positions are relative to the
@@ -72,6 +77,8 @@ BLOB_FIELDS = (
 N_BLOB_STATIC = 11  # the fields before the motion ones
 TINT_FIELDS = ("tint", "dtint_per_s", "abs_dtint_per_s")  # appended with ``tint``
 TINT_FLOOR = 0.04  # chroma of grey backgrounds and codec noise, below a faint shape's
+TIMING_FIELDS = ("when_move", "when_mass")  # appended with ``timing``
+WHEN_EPS = 0.02  # change per second below which a row's timing fades to 0
 TAN_22_5 = 0.41421356  # tan(22.5 degrees): half-way between orientation bins
 # ITU-R BT.601 luma weights.
 LUMA = (0.299, 0.587, 0.114)
@@ -87,10 +94,14 @@ class PixelsConfig:
     substeps: int = SUBSTEPS
     n_hues: int = N_HUES
     tint: bool = False
+    timing: bool = False
 
     @property
     def blob_fields(self) -> tuple[str, ...]:
-        return BLOB_FIELDS + TINT_FIELDS if self.tint else BLOB_FIELDS
+        fields = BLOB_FIELDS + TINT_FIELDS if self.tint else BLOB_FIELDS
+        if self.timing:
+            fields += TIMING_FIELDS + (("when_tint",) if self.tint else ())
+        return fields
 
     def __post_init__(self) -> None:
         if self.fps <= 0 or self.substeps < 1:
@@ -361,7 +372,8 @@ def pixels_features(
     blobs = torch.cat(blob_chunks) if blob_chunks else torch.zeros(n, 0, N_BLOB_STATIC)
     steps_per_s = cfg.fps * cfg.substeps
     # per pair (j-1, j), at index j-1: LK cells, then each hue's motion fields
-    pairs = torch.cat([lk, blob_motion(blobs, steps_per_s).flatten(1)], 1)
+    per_hue = blob_motion(blobs, steps_per_s)  # (N - 1, K, 6)
+    pairs = torch.cat([lk, per_hue.flatten(1)], 1)
     n_blob_motion = pairs.shape[1]
     if tint_chunks:
         tints = torch.cat(tint_chunks)  # (N, K)
@@ -370,11 +382,23 @@ def pixels_features(
     # Row i (decoded frame j0 = i k) averages the k pairs (j-1, j) with j from
     # j0 - (k-1)//2 on: centred on j0 (the backward difference when k == 1).
     motion = torch.zeros(len(rows), pairs.shape[1])
+    # per pair and hue: the absolute change whose timing ``timing`` reports
+    energy = [per_hue[..., 3] + per_hue[..., 4], per_hue[..., 5]]
+    if tint_chunks:
+        energy.append(d.abs())
+    energy = torch.stack(energy, -1)  # (N - 1, K, E)
+    when = torch.zeros(len(rows), cfg.n_hues, energy.shape[-1])
     for r, j0 in enumerate(rows.tolist()):
         lo = max(1, j0 - (k - 1) // 2)
         hi = min(n - 1, j0 - (k - 1) // 2 + k - 1)
         if hi >= lo:
             motion[r] = pairs[lo - 1 : hi].mean(0)
+            if cfg.timing:
+                # pair (j - 1, j) is centred (j - 0.5 - j0) / k rows from the row
+                offset = (torch.arange(lo, hi + 1) - 0.5 - j0) / k
+                e = energy[lo - 1 : hi]  # (pairs, K, E)
+                total = e.sum(0) + WHEN_EPS * len(offset)
+                when[r] = (e * offset[:, None, None]).sum(0) / total
     n_lk = lk.shape[1]
     blob_parts = [
         blobs[rows],
@@ -385,6 +409,8 @@ def pixels_features(
     if tint_chunks:
         dt = motion[:, n_blob_motion:].reshape(len(rows), 2, cfg.n_hues)
         blob_parts.append(torch.stack([tints[rows], dt[:, 0], dt[:, 1]], -1))
+    if cfg.timing:
+        blob_parts.append(when)
     blob_rows = torch.cat(blob_parts, -1)  # (R, n_hues, len(cfg.blob_fields))
     out = torch.cat([torch.cat(appearance), motion[:, :n_lk], blob_rows.flatten(1)], 1)
     assert out.shape[1] == cfg.dim
