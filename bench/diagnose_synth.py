@@ -5,13 +5,13 @@ For every reference event, the prediction with the highest tIoU is its match.
 Localisation: the share of references matched at each tIoU, and the start/end errors
 of matches at tIoU >= 0.3 (seconds and time bins), and per action of the reference
 the share found at tIoU >= 0.5 and 0.9 and the median boundary errors. Recognition:
-for matches at tIoU >= 0.5, how often the caption gets each content word right (size, colour,
-shape, action, direction of a move), read off the benchmark's small grammar, and
-whose object it names: the reference's, another object of the video's references
-(the event was found but given to the wrong object), or one none of them names; and,
-for those others, whether they share the reference's colour (two objects of one
-colour share a hue bin of the ``pixels`` blobs block, so the features cannot tell
-them apart there) or its shape, or neither.
+for matches at tIoU >= 0.5, how often the caption gets each content word right
+(size, colour, shape, action, direction of a move), read off the benchmark's small
+grammar, and whose object it names: the reference's, another object of the video's
+references (the event was found but given to the wrong object), or one none of them
+names; and, for those others, whether they share the reference's colour (two objects
+of one colour share a hue bin of the ``pixels`` blobs block, so the features cannot
+tell them apart there) or its shape, or neither.
 
     .venv/bin/python bench/diagnose_synth.py preds.json data/synth/test.json
 """
