@@ -204,6 +204,32 @@ def test_cli_strict_and_listing(corpus, tmp_path, capsys):
     )
 
 
+def test_other_options_into_the_same_directory_are_refused(corpus, tmp_path):
+    # the videos already there would be skipped as done and keep their old rows
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "red.mp4").write_bytes((corpus / "red.mp4").read_bytes())
+    out = tmp_path / "feats"
+    extract_features([one], out, ["pixels"])
+    before = (out / "pixels" / "red.npy").read_bytes()
+    with pytest.raises(DensevidError, match=r"tint: False there, True asked"):
+        extract_features([one], out, ["pixels"], options={"pixels": {"tint": True}})
+    assert (out / "pixels" / "red.npy").read_bytes() == before
+    # the same options (or only run-time ones changed) resume as before
+    report = extract_features([one], out, ["pixels"])
+    assert len(report.skipped) == 1
+    report = extract_features(
+        [one], out, ["pixels"], options={"pixels": {"tint": True}}, overwrite=True
+    )
+    assert len(report.done) == 1
+    meta = json.loads((out / "pixels" / "red.json").read_text())
+    assert meta["config"]["tint"] is True
+    # a sidecar written before an option existed counts as its default
+    meta["config"].pop("tint")
+    (out / "pixels" / "red.json").write_text(json.dumps(meta))
+    assert len(extract_features([one], out, ["pixels"]).skipped) == 1
+
+
 SLOW_RUN = """
 import sys, time
 from densevid.features import registry

@@ -20,6 +20,7 @@ speech stream), for streaming pretraining.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -33,7 +34,12 @@ from typing import Any
 from densevid.errors import DensevidError
 from densevid.events import VIDEO_EXTENSIONS
 from densevid.features import cache
-from densevid.features.registry import Extractor, get_extractor, parse_feature_list
+from densevid.features.registry import (
+    Extractor,
+    get_extractor,
+    jsonable_config,
+    parse_feature_list,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +181,8 @@ def extract_features(
     extractors = {n: get_extractor(n, **options.get(n, {})) for n in names}
     for ex in extractors.values():
         preflight(ex)
+        if not overwrite:
+            _check_same_options(out, ex)
 
     report = ExtractReport(n_videos=len(paths))
     todo: list[tuple[Path, list[str]]] = []
@@ -366,6 +374,46 @@ def pack_webdataset(
         os.replace(tmp, final)
         shards.append(final)
     return shards
+
+
+RUNTIME_OPTIONS = ("device", "batch_size")  # options that do not change the rows
+
+
+def _check_same_options(out: Path, extractor: Extractor) -> None:
+    """Refuses to add to (or skip as done) features of another configuration: a run
+    with new options into an old directory would otherwise keep the old rows of
+    every video already there, silently."""
+    d = out / extractor.name
+    if not d.is_dir():
+        return
+    wanted = json.loads(json.dumps(extractor.describe()["config"]))
+    # options added later have their defaults in older sidecars
+    defaults = json.loads(json.dumps(jsonable_config(type(extractor.config)())))
+    for k in RUNTIME_OPTIONS:
+        wanted.pop(k, None)
+    for js in sorted(d.glob("*.json")):
+        try:
+            with open(js, encoding="utf-8") as f:
+                found = json.load(f).get("config")
+        except (OSError, ValueError, AttributeError):
+            continue  # an incomplete or foreign file; has_features decides
+        if not isinstance(found, dict):
+            return
+        found = {
+            k: v for k, v in (defaults | found).items() if k not in RUNTIME_OPTIONS
+        }
+        if found == wanted:
+            return
+        diff = ", ".join(
+            f"{k}: {found.get(k)!r} there, {wanted.get(k)!r} asked"
+            for k in sorted(set(found) | set(wanted))
+            if found.get(k) != wanted.get(k)
+        )
+        raise DensevidError(
+            f"{d} holds {extractor.name} features extracted with other options "
+            f"({diff}; {js.name}): write to another directory, or pass --overwrite "
+            "to extract them all again"
+        )
 
 
 def _clean_stale(d: Path) -> None:

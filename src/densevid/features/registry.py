@@ -85,7 +85,7 @@ class Extractor(ABC):
             "extractor": self.name,
             "kind": self.kind,
             "weights": self.weights,
-            "config": _jsonable_config(self.config),
+            "config": jsonable_config(self.config),
         }
 
 
@@ -175,7 +175,7 @@ def require(module: str, pip_name: str, what: str) -> Any:
         ) from e
 
 
-def _jsonable_config(config: Any) -> dict[str, Any]:
+def jsonable_config(config: Any) -> dict[str, Any]:
     out = {}
     for k, v in dataclasses.asdict(config).items():
         out[k] = str(v) if isinstance(v, Path) else v
