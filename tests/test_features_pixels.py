@@ -259,8 +259,11 @@ def test_timing_says_when_within_a_row_a_change_happened():
     # still until frame 5 and moving from there changes only in the last pair
     cfg = PixelsConfig(fps=2.0, substeps=4, timing=True)
     red = (230, 30, 30)
-    xs = {"late": [20] * 6 + [23, 26, 29], "early": [20, 20, 20, 23, 26, 29, 32, 35, 38],
-          "still": [20] * 9}  # fmt: skip
+    xs = {
+        "late": [20] * 6 + [23, 26, 29],
+        "early": [20, 20, 20, 23, 26, 29, 32, 35, 38],
+        "still": [20] * 9,
+    }
     when = {}
     for name, x in xs.items():
         frames = np.stack([_scene("square", red, xi, 30, 6) for xi in x])

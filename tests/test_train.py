@@ -4,6 +4,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -676,7 +677,7 @@ def test_bf16_training_on_cuda_learns_saves_and_resumes(corpus):
         torch.testing.assert_close(resumed[key], full[key], rtol=0, atol=2e-2, msg=key)
 
 
-def test_train_and_predict_commands(corpus, tmp_path, capsys):
+def test_train_and_predict_commands(corpus, tmp_path, capsys, caplog):
     cfg = tiny_config(corpus, "cli", max_steps=4)
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps(cfg.to_dict()))
@@ -757,6 +758,27 @@ def test_train_and_predict_commands(corpus, tmp_path, capsys):
         == 2
     )
     assert "not a checkpoint" in capsys.readouterr().err
+    # features made with other extractor options than the model's: named, and an
+    # error only where they change what the model reads
+    other = tmp_path / "other"
+    shutil.copytree(corpus / "features", other)
+    for js in (other / "pixels").glob("*.json"):
+        meta = json.loads(js.read_text())
+        meta["config"] = {"tint": True}
+        js.write_text(json.dumps(meta))
+    argv = ["predict", str(run / "best"), "--features", str(other), "--annotations"]
+    argv += [str(corpus / "val.json"), "-o", str(preds), "--method", "greedy"]
+    with caplog.at_level("WARNING"):
+        assert main(argv) == 0
+    assert "tint: True in the features, False for the model" in caplog.text
+    for npy in (other / "pixels").glob("*.npy"):
+        np.save(npy, np.load(npy)[:, :-1])
+        meta = json.loads(npy.with_suffix(".json").read_text())
+        meta["dim"] -= 1
+        npy.with_suffix(".json").write_text(json.dumps(meta))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "tint: True in the features" in err and "extract the videos again" in err
 
 
 def test_shipped_configs_load_and_pretraining_matches_the_synthetic_model():

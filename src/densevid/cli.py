@@ -376,6 +376,7 @@ def run_predict(args: argparse.Namespace) -> int:
             f"{args.features}: no video of {args.annotations} has features"
         )
     dataset = VideoDataset(videos, args.features, cfg, model.time_tokenizer)
+    dataset.check_options(cfg)
     preds, stats = decode_dataset(
         model, dataset, options, batch_size=args.batch_size, verbose=not args.quiet
     )

@@ -304,6 +304,34 @@ class VideoDataset(torch.utils.data.Dataset):
             options[cfg.speech_features] = meta.get("config", {})
         return options
 
+    def check_options(self, model_config: Any) -> None:
+        """Compares the features' extractor options with those the model was trained
+        on (``ModelConfig.extractor_options``): an error naming the differing options
+        when they change the dimension the model reads, a warning otherwise."""
+        from densevid.features.registry import option_differences
+
+        found = self.extractor_options()
+        dims = {
+            model_config.visual_features: model_config.visual_dim,
+            model_config.audio_features: model_config.audio_dim,
+        }
+        for name, trained in model_config.extractor_options.items():
+            if name not in found:
+                continue
+            labels = ("in the features", "for the model")
+            diff = option_differences(name, found[name], trained, labels)
+            if not diff:
+                continue
+            msg = (
+                f"{self.root}/{name} was extracted with other options than the model "
+                f"was trained on ({'; '.join(diff)})"
+            )
+            if dims.get(name) and self.feature_dim(name) != dims[name]:
+                raise DensevidError(
+                    f"{msg}: extract the videos again with the model's options"
+                )
+            logger.warning(msg)
+
     def _stream(self, extractor: str, video: VideoEvents) -> Stream:
         from densevid.features.cache import load_features
 

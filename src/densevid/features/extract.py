@@ -37,7 +37,7 @@ from densevid.features import cache
 from densevid.features.registry import (
     Extractor,
     get_extractor,
-    jsonable_config,
+    option_differences,
     parse_feature_list,
 )
 
@@ -376,9 +376,6 @@ def pack_webdataset(
     return shards
 
 
-RUNTIME_OPTIONS = ("device", "batch_size")  # options that do not change the rows
-
-
 def _check_same_options(out: Path, extractor: Extractor) -> None:
     """Refuses to add to (or skip as done) features of another configuration: a run
     with new options into an old directory would otherwise keep the old rows of
@@ -387,10 +384,6 @@ def _check_same_options(out: Path, extractor: Extractor) -> None:
     if not d.is_dir():
         return
     wanted = json.loads(json.dumps(extractor.describe()["config"]))
-    # options added later have their defaults in older sidecars
-    defaults = json.loads(json.dumps(jsonable_config(type(extractor.config)())))
-    for k in RUNTIME_OPTIONS:
-        wanted.pop(k, None)
     for js in sorted(d.glob("*.json")):
         try:
             with open(js, encoding="utf-8") as f:
@@ -399,20 +392,13 @@ def _check_same_options(out: Path, extractor: Extractor) -> None:
             continue  # an incomplete or foreign file; has_features decides
         if not isinstance(found, dict):
             return
-        found = {
-            k: v for k, v in (defaults | found).items() if k not in RUNTIME_OPTIONS
-        }
-        if found == wanted:
+        diff = option_differences(extractor.name, found, wanted)
+        if not diff:
             return
-        diff = ", ".join(
-            f"{k}: {found.get(k)!r} there, {wanted.get(k)!r} asked"
-            for k in sorted(set(found) | set(wanted))
-            if found.get(k) != wanted.get(k)
-        )
         raise DensevidError(
             f"{d} holds {extractor.name} features extracted with other options "
-            f"({diff}; {js.name}): write to another directory, or pass --overwrite "
-            "to extract them all again"
+            f"({'; '.join(diff)}; {js.name}): write to another directory, or pass "
+            "--overwrite to extract them all again"
         )
 
 

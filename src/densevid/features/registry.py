@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -228,3 +229,32 @@ def _register_builtins() -> None:
 
 
 _register_builtins()
+
+
+RUNTIME_OPTIONS = ("device", "batch_size")  # options that do not change the rows
+
+
+def option_differences(
+    name: str,
+    found: dict[str, Any],
+    wanted: dict[str, Any],
+    labels: tuple[str, str] = ("there", "asked"),
+) -> list[str]:
+    """Each option of extractor ``name`` on which two stored configurations
+    (sidecars' or a model's ``extractor_options``) differ, as "key: X there, Y
+    asked" (``labels``).
+
+    An option absent from either side is taken at its default (it was added to the
+    extractor after that side was written); run-time options are ignored.
+    """
+    info = _REGISTRY.get(name)
+    defaults: dict[str, Any] = {}
+    if info is not None:
+        cls = info.load_class().Config
+        defaults = json.loads(json.dumps(jsonable_config(cls())))
+    a, b = defaults | dict(found), defaults | dict(wanted)
+    return [
+        f"{k}: {a.get(k)!r} {labels[0]}, {b.get(k)!r} {labels[1]}"
+        for k in sorted(set(a) | set(b))
+        if k not in RUNTIME_OPTIONS and a.get(k) != b.get(k)
+    ]
