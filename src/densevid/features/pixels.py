@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -228,7 +229,9 @@ def hue_tints(x: torch.Tensor, n_hues: int) -> torch.Tensor:
     return spread((chroma - TINT_FLOOR).clamp_min(0)).mean((2, 3))
 
 
-def _hue_split(x: torch.Tensor, n_hues: int):
+def _hue_split(
+    x: torch.Tensor, n_hues: int
+) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """Each pixel's chroma, and a function that shares per-pixel weights between
     the two hue bins nearest each pixel's hue: (N, H, W) -> (N, n_hues, H, W)."""
     r, g, b = x.unbind(1)
