@@ -215,7 +215,7 @@ def test_other_options_into_the_same_directory_are_refused(corpus, tmp_path):
     with pytest.raises(DensevidError, match=r"tint: False there, True asked"):
         extract_features([one], out, ["pixels"], options={"pixels": {"tint": True}})
     assert (out / "pixels" / "red.npy").read_bytes() == before
-    # the same options (or only run-time ones changed) resume as before
+    # the same options resume as before; --overwrite redoes them with the new ones
     report = extract_features([one], out, ["pixels"])
     assert len(report.skipped) == 1
     report = extract_features(

@@ -219,14 +219,21 @@ def hue_masks(x: torch.Tensor, n_hues: int) -> torch.Tensor:
     ``CHROMA_HIGH`` and is shared between the two hue bins nearest its hue.
     """
     chroma, spread = _hue_split(x, n_hues)
-    return spread(((chroma - CHROMA_LOW) / (CHROMA_HIGH - CHROMA_LOW)).clamp(0, 1))
+    return spread(_mask_weight(chroma))
 
 
-def hue_tints(x: torch.Tensor, n_hues: int) -> torch.Tensor:
-    """(N, 3, H, W) RGB in [0, 1] -> (N, n_hues): per hue bin, the mean over pixels
-    of chroma above ``TINT_FLOOR`` (shared between bins as in ``hue_masks``)."""
+def hue_masks_and_tints(
+    x: torch.Tensor, n_hues: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``hue_masks`` and, from the same hue split, (N, n_hues) tints: per hue bin,
+    the mean over pixels of chroma above ``TINT_FLOOR``."""
     chroma, spread = _hue_split(x, n_hues)
-    return spread((chroma - TINT_FLOOR).clamp_min(0)).mean((2, 3))
+    tints = spread((chroma - TINT_FLOOR).clamp_min(0)).mean((2, 3))
+    return spread(_mask_weight(chroma)), tints
+
+
+def _mask_weight(chroma: torch.Tensor) -> torch.Tensor:
+    return ((chroma - CHROMA_LOW) / (CHROMA_HIGH - CHROMA_LOW)).clamp(0, 1)
 
 
 def _hue_split(
@@ -367,10 +374,12 @@ def pixels_features(
         appearance.append(torch.cat([rgb.flatten(1), edges.flatten(1)], 1))
         small = _gray(_cell_mean(big, cfg.motion_side))
         pair_chunks.append(motion_cells(small, cfg.grid))
-        if cfg.n_hues:
-            blob_chunks.append(blob_stats(hue_masks(big[c0 - a :], cfg.n_hues)))
         if cfg.n_hues and cfg.tint:
-            tint_chunks.append(hue_tints(big[c0 - a :], cfg.n_hues))
+            masks, tints = hue_masks_and_tints(big[c0 - a :], cfg.n_hues)
+            blob_chunks.append(blob_stats(masks))
+            tint_chunks.append(tints)
+        elif cfg.n_hues:
+            blob_chunks.append(blob_stats(hue_masks(big[c0 - a :], cfg.n_hues)))
     lk = torch.cat(pair_chunks).flatten(1)  # (N - 1, grid * grid * 3)
     blobs = torch.cat(blob_chunks) if blob_chunks else torch.zeros(n, 0, N_BLOB_STATIC)
     steps_per_s = cfg.fps * cfg.substeps
@@ -385,12 +394,13 @@ def pixels_features(
     # Row i (decoded frame j0 = i k) averages the k pairs (j-1, j) with j from
     # j0 - (k-1)//2 on: centred on j0 (the backward difference when k == 1).
     motion = torch.zeros(len(rows), pairs.shape[1])
-    # per pair and hue: the absolute change whose timing ``timing`` reports
-    energy = [per_hue[..., 3] + per_hue[..., 4], per_hue[..., 5]]
-    if tint_chunks:
-        energy.append(d.abs())
-    energy = torch.stack(energy, -1)  # (N - 1, K, E)
-    when = torch.zeros(len(rows), cfg.n_hues, energy.shape[-1])
+    if cfg.timing:
+        # per pair and hue: the absolute change whose timing ``timing`` reports
+        energy = [per_hue[..., 3] + per_hue[..., 4], per_hue[..., 5]]
+        if tint_chunks:
+            energy.append(d.abs())
+        energy = torch.stack(energy, -1)  # (N - 1, K, E)
+        when = torch.zeros(len(rows), cfg.n_hues, energy.shape[-1])
     for r, j0 in enumerate(rows.tolist()):
         lo = max(1, j0 - (k - 1) // 2)
         hi = min(n - 1, j0 - (k - 1) // 2 + k - 1)
