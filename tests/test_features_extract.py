@@ -204,6 +204,18 @@ def test_cli_strict_and_listing(corpus, tmp_path, capsys):
     )
 
 
+def test_option_values_of_the_wrong_type_are_one_error(corpus, tmp_path, capsys):
+    argv = ["extract", str(corpus), "-o", str(tmp_path), "--features", "pixels"]
+    assert main([*argv, "--option", "pixels.tint=maybe"]) == 2
+    assert "option tint must be true or false, got 'maybe'" in capsys.readouterr().err
+    assert main([*argv, "--option", "pixels.size=16.5"]) == 2
+    assert "option size must be a whole number" in capsys.readouterr().err
+    assert not (tmp_path / "pixels").exists()  # refused before any work
+    from densevid.features import get_extractor
+
+    assert get_extractor("pixels", fps=4).config.fps == 4.0  # an int for a float
+
+
 def test_other_options_into_the_same_directory_are_refused(corpus, tmp_path):
     # the videos already there would be skipped as done and keep their old rows
     one = tmp_path / "one"

@@ -144,7 +144,38 @@ def make_config(cls: type, options: dict[str, Any], name: str) -> Any:
             f"extractor '{name}' has no option {', '.join(unknown)}; "
             f"its options: {', '.join(sorted(known))}"
         )
-    return cls(**options)
+    defaults = {
+        f.name: f.default for f in dataclasses.fields(cls) if f.default is not None
+    }
+    checked = {
+        k: _option_value(name, k, v, defaults.get(k)) for k, v in options.items()
+    }
+    return cls(**checked)
+
+
+def _option_value(name: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` as the type of the option's default (a number for a float, a whole
+    number for an int, true/false for a bool), or one error naming the option: a
+    stray string such as ``tint=maybe`` would otherwise be taken as true."""
+    if default is None or isinstance(default, (str, Path)):
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        want = "true or false"
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        want = "a whole number"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+        want = "a number"
+    else:
+        return value
+    if not ok:
+        raise DensevidError(
+            f"extractor '{name}' option {key} must be {want}, got {value!r}"
+        )
+    return value
 
 
 def parse_feature_list(spec: str | list[str]) -> list[str]:
