@@ -133,6 +133,8 @@ def add_extract(sub: argparse._SubParsersAction) -> None:
         "densevid extract videos/ -o feats/ --features pixels,logmel,subtitles "
         "--workers 2\n  densevid extract videos/ -o feats/ --features clip "
         "--clip-model openai/clip-vit-base-patch32 --shard 0/8\n"
+        "  densevid extract videos/ -o feats/ --features pixels "
+        "--option pixels.tint=true --option pixels.timing=true\n"
         "  densevid extract --list",
     )
     p.add_argument("videos", nargs="*", help="video files and/or directories")
