@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
+from densevid.checkpoint import load_models
 from densevid.data import VideoDataset
 from densevid.decoding import DecodingOptions, decode_dataset
-from densevid.ensemble import load_models
 from densevid.events import load_annotations, save_submission
 from densevid.metrics import evaluate
 

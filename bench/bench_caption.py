@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from densevid.caption import CaptionOptions, Timings, caption
+from densevid.checkpoint import load_models
 from densevid.decoding import DecodingOptions
-from densevid.ensemble import load_models
 from densevid.synth import PRESETS, make_video
 from densevid.video import read_frames
 

@@ -190,13 +190,13 @@ def main() -> None:
 
     from densevid import video as vid
     from densevid.features.clip import embed_frames, load_clip
-    from densevid.features.extract import extract_features, find_videos
+    from densevid.features.extract import extract_features, videos_by_id
     from densevid.features.logmel import logmel_windows
     from densevid.features.pixels import PixelsConfig, pixels_features
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_extract_"))
     videos_dir = args.videos or make_corpus(tmp / "synth", args.n_videos)
-    videos = find_videos([videos_dir])
+    videos = videos_by_id([videos_dir])
     total_s = sum(vid.probe(v).duration for v in videos)
     print(
         f"torch threads: {torch.get_num_threads()}, matmul {matmul_gflops():.0f} "

@@ -6,7 +6,7 @@ then measures in the same run:
 
 1. loading: the shard stream decoded, sampled, tokenised, span-corrupted and collated
    by the DataLoader, nothing else (samples/s; the baseline);
-2. pretraining: ``densevid.pretrain.pretrain`` on that corpus (generative + denoising
+2. pretraining: ``densevid.training.pretrain`` on that corpus (generative + denoising
    forward/backward and AdamW), samples/s over the steps after the first few.
 
 The ratio pretraining / loading says how far the model is from being data-bound.
@@ -29,10 +29,10 @@ import torch
 
 from densevid.features.cache import save_features, save_speech
 from densevid.features.extract import pack_webdataset
-from densevid.pretrain import PretrainConfig, pretrain
 from densevid.pretrain_data import Collator, PretrainTransform, ensure_sentinels
 from densevid.shards import CorpusStream, ShardSource
 from densevid.text import TimeTokenizer, train_tokenizer
+from densevid.training import PretrainConfig, pretrain
 
 FEATURE_DIM = 1216  # the pixels extractor's dimension
 FPS = 2.0  # pixels rows per second

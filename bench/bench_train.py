@@ -18,8 +18,9 @@ import time
 
 import torch
 
+from densevid.config import ModelConfig
 from densevid.decoding import DecodingOptions, generate
-from densevid.model import ModelConfig, build_model, count_parameters
+from densevid.model import build_model, count_parameters
 from densevid.text import train_tokenizer
 
 WORDS = "a the red blue green small large circle square star moves left right grows"

@@ -14,11 +14,13 @@ from densevid.caption import (
     merge_events,
     plan_windows,
 )
+from densevid.checkpoint import load_model, save_model
 from densevid.cli import main
+from densevid.config import ModelConfig
 from densevid.errors import DensevidError
 from densevid.events import Event, load_annotations, load_submission
 from densevid.features import get_extractor
-from densevid.model import ModelConfig, build_model, load_model, save_model
+from densevid.model import build_model
 from densevid.text import train_tokenizer
 from helpers import TINY_LM
 from test_features_extract import make_video
@@ -136,7 +138,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample.mp4"
 
 def test_bundled_default_captions_the_sample_out_of_the_box(tmp_path, capsys):
     """The README's main job: the shipped model on the shipped sample, no options."""
-    from densevid.model import available_models
+    from densevid.checkpoint import available_models
 
     assert "default" in available_models()
     out = tmp_path / "out"

@@ -7,10 +7,11 @@ from dataclasses import replace
 import pytest
 import torch
 
+from densevid.config import ModelConfig
 from densevid.decoding import DecodingOptions, TimeGrammar, decode, generate
 from densevid.errors import DensevidError
 from densevid.events import Event
-from densevid.model import ModelConfig, build_model
+from densevid.model import build_model
 from densevid.text import TimeTokenizer, train_tokenizer
 from helpers import TINY_LM
 

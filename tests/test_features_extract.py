@@ -15,7 +15,7 @@ import pytest
 from densevid.cli import main
 from densevid.errors import DensevidError
 from densevid.features.cache import has_features, load_features, load_speech
-from densevid.features.extract import extract_features, find_videos, parse_shard
+from densevid.features.extract import extract_features, parse_shard, videos_by_id
 from densevid.features.pixels import PixelsConfig
 
 SIZE = 64
@@ -168,15 +168,15 @@ def test_webdataset_shards(corpus, tmp_path):
 
 def test_find_videos_errors(tmp_path):
     with pytest.raises(DensevidError, match="no such"):
-        find_videos([tmp_path / "nope"])
+        videos_by_id([tmp_path / "nope"])
     with pytest.raises(DensevidError, match="no video files"):
-        find_videos([tmp_path])
+        videos_by_id([tmp_path])
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "x.mp4").write_bytes(b"")
     (tmp_path / "b" / "x.mkv").write_bytes(b"")
     with pytest.raises(DensevidError, match="share the id 'x'"):
-        find_videos([tmp_path])
+        videos_by_id([tmp_path])
 
 
 def test_cli_strict_and_listing(corpus, tmp_path, capsys):

@@ -8,15 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from densevid.checkpoint import load_model, save_model
+from densevid.config import ModelConfig
 from densevid.errors import DensevidError
-from densevid.model import (
-    ModelConfig,
-    build_model,
-    load_model,
-    perplexity,
-    save_model,
-    token_log_likelihood,
-)
+from densevid.model import build_model, perplexity, token_log_likelihood
 from densevid.text import TimeTokenizer, train_tokenizer
 from helpers import TINY_LM
 
@@ -265,7 +260,7 @@ def test_time_pointer_scores_time_tokens_by_their_frames(tokenizer, tmp_path):
 
 
 def test_model_names_resolve_to_bundled_dirs_paths_or_one_hub_error(tmp_path):
-    from densevid.model import BUNDLED_DIR, available_models, resolve_checkpoint
+    from densevid.checkpoint import BUNDLED_DIR, available_models, resolve_checkpoint
 
     for name in available_models():
         assert resolve_checkpoint(name) == BUNDLED_DIR / name

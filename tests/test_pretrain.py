@@ -12,18 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from densevid.checkpoint import init_model, load_model
 from densevid.cli import main
 from densevid.errors import DensevidError
 from densevid.events import Event, VideoEvents, save_annotations
 from densevid.features.cache import load_features, save_features, save_speech
 from densevid.features.extract import pack_webdataset
-from densevid.model import load_model
-from densevid.pretrain import (
-    PretrainConfig,
-    init_model,
-    load_pretrain_config,
-    pretrain,
-)
 from densevid.pretrain_data import (
     PretrainTransform,
     collate_pretrain,
@@ -43,6 +37,7 @@ from densevid.shards import (
     iter_raw,
 )
 from densevid.text import TimeTokenizer, train_tokenizer
+from densevid.training import PretrainConfig, load_pretrain_config, pretrain
 from helpers import TINY_LM, torchrun_two
 
 SENTENCES = [
@@ -394,7 +389,7 @@ def test_video2dataset_video_gets_features_on_the_fly(tmp_path):
 def test_collate_gives_frames_only_generative_and_corrupted_denoising(
     narrated, tokenizer
 ):
-    from densevid.model import ModelConfig
+    from densevid.config import ModelConfig
 
     cfg = ModelConfig(
         **TINY_MODEL, visual_dim=DIM, speech_features="subtitles", frame_events=True

@@ -15,13 +15,7 @@ import pytest
 import torch
 
 from densevid.cli import main
-from densevid.data import (
-    crop_events,
-    frame_event_targets,
-    sample_frames,
-    sample_rows,
-    select_blocks,
-)
+from densevid.data import crop_events, frame_event_targets
 from densevid.errors import DensevidError
 from densevid.events import (
     Event,
@@ -31,14 +25,11 @@ from densevid.events import (
     save_annotations,
 )
 from densevid.features.cache import save_features
-from densevid.train import (
-    Dist,
-    TrainConfig,
-    load_config,
-    lr_factor,
-    step_indices,
-    train,
-)
+from densevid.inputs import sample_frames, sample_rows, select_blocks
+from densevid.training import TrainConfig, load_config, train
+from densevid.training.distributed import Dist
+from densevid.training.finetune import step_indices
+from densevid.training.loop import lr_factor
 from helpers import TINY_LM, torchrun_two
 
 CAPTIONS = ["a red circle appears", "the blue square moves left", "a star grows"]
@@ -172,8 +163,8 @@ def test_crop_keeps_mostly_inside_events_shifted():
 
 
 def test_crop_windows_widen_until_they_cut_no_event(corpus):
+    from densevid.config import ModelConfig
     from densevid.data import VideoDataset, widen_to_whole_events
-    from densevid.model import ModelConfig
     from densevid.text import TimeTokenizer, train_tokenizer
 
     events = [Event(0, 4, "a"), Event(3, 6, "b"), Event(9, 20, "c")]
@@ -198,8 +189,8 @@ def test_crop_windows_widen_until_they_cut_no_event(corpus):
 
 
 def test_concat_shows_a_video_then_another_with_both_lists_of_events(tmp_path):
+    from densevid.config import ModelConfig
     from densevid.data import VideoDataset
-    from densevid.model import ModelConfig
     from densevid.text import TimeTokenizer, train_tokenizer
 
     corpus = make_corpus(tmp_path)
@@ -267,10 +258,11 @@ def test_frame_event_targets_mark_events_and_soft_boundaries():
 
 
 def test_frame_event_loss_trains_the_frame_head(corpus):
-    from densevid.data import VideoDataset, collate, model_inputs
+    from densevid.data import VideoDataset
+    from densevid.inputs import collate, model_inputs
     from densevid.model import build_model
     from densevid.text import train_tokenizer
-    from densevid.train import compute_loss
+    from densevid.training.losses import compute_loss
 
     cfg = tiny_config(corpus, "x", model=dict(TINY_MODEL, frame_events=True))
     videos = load_annotations(cfg.train_annotations)
@@ -296,7 +288,7 @@ def test_frame_event_loss_trains_the_frame_head(corpus):
 
 
 def test_soft_time_targets_spread_over_neighbouring_bins():
-    from densevid.train import soft_time_cross_entropy
+    from densevid.training.losses import soft_time_cross_entropy
 
     torch.manual_seed(0)
     logits = torch.randn(2, 4, 30)
@@ -324,9 +316,9 @@ def test_soft_time_targets_spread_over_neighbouring_bins():
 
 
 def test_hflip_mirrors_the_frames_and_swaps_left_and_right(tmp_path):
+    from densevid.config import ModelConfig
     from densevid.data import VideoDataset, swap_words
     from densevid.features.pixels import BLOB_FIELDS, mirror_rows
-    from densevid.model import ModelConfig
     from densevid.text import TimeTokenizer, train_tokenizer
 
     assert swap_words("Left, then right; leftover.", {"left": "right"}) == (
@@ -364,9 +356,9 @@ def test_hflip_mirrors_the_frames_and_swaps_left_and_right(tmp_path):
 
 
 def test_standardize_stores_the_training_features_mean_and_std(corpus, tmp_path):
+    from densevid.checkpoint import load_model
     from densevid.data import feature_stats
     from densevid.features.cache import load_features
-    from densevid.model import load_model
 
     a, b = np.array([[1.0, 5.0], [3.0, 5.0]]), np.array([[2.0, 5.0]])
     mean, std = feature_stats([a, b])
@@ -480,7 +472,7 @@ def test_training_lowers_loss_and_writes_checkpoints(corpus):
 
 KILL_SCRIPT = """
 import os, signal, sys
-from densevid.train import TrainConfig, train
+from densevid.training import TrainConfig, train
 cfg = TrainConfig.from_dict(__import__("json").loads(sys.argv[1]))
 def on_step(step, metrics):
     if step == int(sys.argv[2]):
@@ -521,7 +513,7 @@ def test_resume_after_kill_continues_the_same_run(corpus):
 
 
 def test_weight_average_follows_the_decay_and_swaps_in_and_out():
-    from densevid.train import WeightAverage
+    from densevid.training.state import WeightAverage
 
     layer = torch.nn.Linear(1, 1, bias=False)
     with torch.no_grad():
@@ -594,9 +586,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from densevid.train import (
-    Dist, gather_rng_states, load_training_state, save_training_state,
-)
+from densevid.training.distributed import Dist, gather_rng_states
+from densevid.training.state import load_training_state, save_training_state
 
 dist.init_process_group("gloo")
 rank = dist.get_rank()
@@ -785,8 +776,7 @@ def test_shipped_configs_load_and_pretraining_matches_the_synthetic_model():
     """The README's commands start from these files; --init needs the same model."""
     from pathlib import Path
 
-    from densevid.pretrain import load_pretrain_config
-    from densevid.train import load_config
+    from densevid.training import load_config, load_pretrain_config
 
     root = Path(__file__).resolve().parents[1] / "configs"
     train = load_config(root / "synthetic.yaml")

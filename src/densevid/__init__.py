@@ -15,14 +15,10 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # torch-heavy entry points load on first use, so `densevid --help` stays fast
-    if name == "load_model":
-        from densevid.model import load_model
+    if name in ("load_model", "load_models", "available_models"):
+        from densevid import checkpoint
 
-        return load_model
-    if name == "load_models":
-        from densevid.ensemble import load_models
-
-        return load_models
+        return getattr(checkpoint, name)
     raise AttributeError(f"module 'densevid' has no attribute {name!r}")
 
 
@@ -30,6 +26,7 @@ __all__ = [
     "DensevidError",
     "Event",
     "VideoEvents",
+    "available_models",
     "load_annotations",
     "load_model",
     "load_models",

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from densevid.data import collate, row_times, sample_frames, select_blocks, to_device
-from densevid.decoding import DecodingOptions, decode
+from densevid.decoding import Decodable, DecodingOptions, decode
 from densevid.errors import DensevidError
 from densevid.events import Event, VideoEvents
+from densevid.inputs import collate, make_item, row_times, select_blocks, to_device
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Timings:
 
 
 def caption(
-    model: Any,
+    model: Decodable,
     video: str | os.PathLike,
     options: CaptionOptions | None = None,
     *,
@@ -84,7 +84,7 @@ def caption(
     """Finds and describes the events of one video file.
 
     Args:
-        model: a DenseVideoModel from ``load_model``.
+        model: a DenseVideoModel from ``load_model``, or an Ensemble.
         video: path of the video file.
         options: decoding and filtering options.
         timings: if given, stage times are added to it.
@@ -103,8 +103,10 @@ def caption(
     video_id = path.stem
     events: list[Event] = []
     for start, end in plan_windows(info.duration, window_length(model, options)):
-        items = [make_item(model, streams, video_id, start, end)]
-        batch = to_device(collate(items, model.tokenizer.pad_token_id), model.device)
+        items = [
+            make_item(model.config, model.time_tokenizer, streams, video_id, start, end)
+        ]
+        batch = to_device(collate(items, model.time_tokenizer.pad_id), model.device)
         (found,) = decode(model, batch, options.decoding)
         events += [replace(e, start=e.start + start, end=e.end + start) for e in found]
     events = merge_events(events)
@@ -117,7 +119,7 @@ def caption(
     return VideoEvents(video_id, tuple(events), info.duration).sorted()
 
 
-def extract_streams(model: Any, path: Path, duration: float) -> dict[str, Any]:
+def extract_streams(model: Decodable, path: Path, duration: float) -> dict[str, Any]:
     """Runs the extractors the model reads, with the options it was trained with."""
     from densevid.features import get_extractor
 
@@ -141,7 +143,7 @@ def extract_streams(model: Any, path: Path, duration: float) -> dict[str, Any]:
     return streams
 
 
-def window_length(model: Any, options: CaptionOptions) -> float:
+def window_length(model: Decodable, options: CaptionOptions) -> float:
     if options.window is not None:
         return options.window
     return float(getattr(model.config, "max_duration", 0.0) or 0.0)
@@ -156,39 +158,6 @@ def plan_windows(duration: float, window: float) -> list[tuple[float, float]]:
     n = int(np.ceil((duration - window) / stride)) + 1
     starts = np.linspace(0.0, duration - window, n)
     return [(float(s), float(s + window)) for s in starts]
-
-
-def make_item(
-    model: Any, streams: dict[str, Any], video_id: str, start: float, end: float
-) -> dict[str, Any]:
-    """One model input for the window [start, end] of a video (as ``VideoDataset``
-    builds it for training, without labels)."""
-    cfg = model.config
-    item: dict[str, Any] = {"video_id": video_id, "duration": end - start}
-    array, times = streams[cfg.visual_features]
-    item["visual"] = sample_frames(
-        array, times, start, end, cfg.n_frames, cfg.interpolate_frames
-    )
-    if cfg.use_audio:
-        array, times = streams[cfg.audio_features]
-        item["audio"] = sample_frames(
-            array, times, start, end, cfg.n_audio_frames, cfg.interpolate_frames
-        )
-    if cfg.use_speech:
-        speech = [
-            {
-                "start": max(s["start"], start) - start,
-                "end": min(s["end"], end) - start,
-                "text": s["text"],
-            }
-            for s in streams[cfg.speech_features]
-            if s["end"] > start and s["start"] < end
-        ]
-        item["speech_ids"] = model.time_tokenizer.encode_speech(
-            speech, end - start, cfg.max_speech_tokens
-        )
-    item["labels"] = []
-    return item
 
 
 def temporal_iou(a: Event, b: Event) -> float:
@@ -226,36 +195,8 @@ def filter_events(
     return out
 
 
-def find_videos(paths: list[str]) -> tuple[list[Path], dict[str, str]]:
-    """Video files named directly or found in directories (by extension, sorted).
-
-    Returns:
-        (videos, path -> problem for paths that do not exist or hold no video).
-    """
-    from densevid.events import VIDEO_EXTENSIONS
-
-    videos: list[Path] = []
-    problems: dict[str, str] = {}
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found = sorted(
-                f
-                for f in p.iterdir()
-                if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS
-            )
-            if not found:
-                problems[raw] = "directory holds no video file"
-            videos += found
-        elif p.is_file():
-            videos.append(p)
-        else:
-            problems[raw] = "no such file or directory"
-    return videos, problems
-
-
 def caption_many(
-    model: Any,
+    model: Decodable,
     videos: list[Path],
     out_dir: str | os.PathLike,
     *,

@@ -11,8 +11,11 @@ import argparse
 import logging
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, fields
+from typing import Any
 
+from densevid.config import METHODS, DecodingOptions, parse_value
 from densevid.errors import DensevidError
 
 logger = logging.getLogger("densevid")
@@ -41,6 +44,68 @@ def _subparser(
         description=help,
         epilog=f"example:\n  {example}",
         formatter_class=_HelpFormatter,
+    )
+
+
+def add_dataclass_flags(
+    p: argparse.ArgumentParser, cls: type, helps: Mapping[str, str]
+) -> None:
+    """One flag per field of ``cls`` named in ``helps`` (``beam_size`` ->
+    ``--beam-size``), with the field's default and type; a boolean that defaults to
+    true gets ``--no-<field>``."""
+    for f in fields(cls):
+        if f.name not in helps:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        if isinstance(default, bool):
+            names = [f"--no-{f.name.replace('_', '-')}"] if default else [flag]
+            action = "store_false" if default else "store_true"
+            if f.name in FLAG_ALIASES:
+                names.append(FLAG_ALIASES[f.name])
+            p.add_argument(*names, dest=f.name, action=action, help=helps[f.name])
+            continue
+        kwargs: dict[str, Any] = {"default": default, "help": helps[f.name]}
+        if f.name in FLAG_CHOICES:
+            kwargs["choices"] = FLAG_CHOICES[f.name]
+        elif default is not None:
+            kwargs["type"] = type(default)
+        p.add_argument(flag, **kwargs)
+
+
+def dataclass_from_flags(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
+    """An instance of ``cls`` from the flags ``add_dataclass_flags`` made."""
+    given = {
+        f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)
+    }
+    return cls(**given, **extra)
+
+
+# DecodingOptions' fields as flags of predict and caption
+DECODING_HELP = {
+    "method": "search: beam or greedy",
+    "beam_size": "beams for --method beam",
+    "max_length": "most generated tokens per video",
+    "constrained": "decode without the time-token grammar (ablation)",
+    "length_penalty": "beam-score exponent on length (transformers' meaning)",
+    "refine_frames": "move each boundary to the frame-event head's peak within this "
+    "many frames (models trained with model.frame_events; 0: off)",
+    "soft_time": "place each time between bins by the model's probabilities over "
+    "this many bins either side of the chosen one (0: the bin itself)",
+    "eos_bias": "added to the score of ending the list of events at every step: "
+    "below 0 (e.g. -2) more, less certain events (recall for precision)",
+}
+FLAG_CHOICES = {"method": list(METHODS)}
+FLAG_ALIASES = {"constrained": "--no-constraint"}  # the flag's earlier name
+
+
+def _add_recursive_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-recursive",
+        dest="recursive",
+        action="store_false",
+        help="look for videos only at the top of the directories given, not in "
+        "their subfolders",
     )
 
 
@@ -138,6 +203,7 @@ def add_extract(sub: argparse._SubParsersAction) -> None:
         "  densevid extract --list",
     )
     p.add_argument("videos", nargs="*", help="video files and/or directories")
+    _add_recursive_option(p)
     p.add_argument("-o", "--output", help="FEATURES directory (written incrementally)")
     p.add_argument(
         "--features",
@@ -179,8 +245,6 @@ def add_extract(sub: argparse._SubParsersAction) -> None:
 
 
 def _extract_options(args: argparse.Namespace) -> dict[str, dict]:
-    import json
-
     opts: dict[str, dict] = {}
 
     def put(ext: str, key: str, value) -> None:
@@ -203,11 +267,7 @@ def _extract_options(args: argparse.Namespace) -> dict[str, dict]:
         ext, dot, name = key.partition(".")
         if not (eq and dot and ext and name):
             raise DensevidError(f"--option {item!r}: expected EXTRACTOR.KEY=VALUE")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        put(ext, name, value)
+        put(ext, name, parse_value(raw))
     return opts
 
 
@@ -233,6 +293,7 @@ def run_extract(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         webdataset=args.webdataset,
         shard_size=args.shard_size,
+        recursive=args.recursive,
         verbose=not args.quiet,
     )
     print(report.summary(), file=sys.stderr)
@@ -252,7 +313,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "--set model.d_model=128\n  torchrun --nproc_per_node 2 -m densevid train "
         "--config configs/synthetic.yaml",
     )
-    _add_run_options(p, "densevid.train.TrainConfig")
+    _add_run_options(p, "densevid.training.TrainConfig")
     p.add_argument(
         "--init",
         metavar="CHECKPOINT",
@@ -262,7 +323,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from densevid.train import load_config, train
+    from densevid.training import load_config, train
 
     overrides = _run_overrides(args)
     if args.init:
@@ -299,62 +360,20 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         help="ActivityNet-format file giving the videos and their durations",
     )
     p.add_argument("-o", "--output", required=True, help="submission JSON to write")
-    p.add_argument("--method", choices=["beam", "greedy"], default="beam")
-    p.add_argument("--beam-size", type=int, default=4)
-    p.add_argument("--max-length", type=int, default=256, help="tokens per video")
-    p.add_argument(
-        "--no-constraint",
-        action="store_true",
-        help="decode without the time-token grammar (ablation)",
-    )
-    _add_boundary_options(p)
+    add_dataclass_flags(p, DecodingOptions, DECODING_HELP)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
-def _add_boundary_options(p: argparse.ArgumentParser) -> None:
-    # DecodingOptions' defaults, written out so that building the parser does not
-    # import torch (a test checks they agree)
-    p.add_argument(
-        "--refine-frames",
-        type=int,
-        default=2,
-        help="move each boundary to the frame-event head's peak within this many "
-        "frames (models trained with model.frame_events; 0: off)",
-    )
-    p.add_argument(
-        "--soft-time",
-        type=int,
-        default=0,
-        help="place each time between bins by the model's probabilities over this "
-        "many bins either side of the chosen one (0: the bin itself)",
-    )
-    p.add_argument(
-        "--eos-bias",
-        type=float,
-        default=0.0,
-        help="added to the score of ending the list of events at every step: "
-        "below 0 (e.g. -2) more, less certain events (recall for precision)",
-    )
-
-
 def run_predict(args: argparse.Namespace) -> int:
 
+    from densevid.checkpoint import load_models
     from densevid.data import VideoDataset
-    from densevid.decoding import DecodingOptions, decode_dataset
-    from densevid.ensemble import load_models
+    from densevid.decoding import decode_dataset
     from densevid.events import load_annotations, save_submission
     from densevid.features.cache import has_features
 
-    options = DecodingOptions(
-        method=args.method,
-        beam_size=args.beam_size,
-        max_length=args.max_length,
-        constrained=not args.no_constraint,
-        refine_frames=args.refine_frames,
-        soft_time=args.soft_time,
-        eos_bias=args.eos_bias,
-    ).verify()
+    options = dataclass_from_flags(DecodingOptions, args).verify()
     model = load_models(args.checkpoints, device=args.device)
     videos = load_annotations(args.annotations)
     cfg = model.config
@@ -519,11 +538,11 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
         "  torchrun --nproc_per_node 2 -m densevid pretrain --config "
         "configs/pretrain_synthetic.yaml --set num_workers=2",
     )
-    _add_run_options(p, "densevid.pretrain.PretrainConfig")
+    _add_run_options(p, "densevid.training.PretrainConfig")
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    from densevid.pretrain import load_pretrain_config, pretrain
+    from densevid.training import load_pretrain_config, pretrain
 
     config = load_pretrain_config(args.config, _run_overrides(args))
     _print_summary(pretrain(config, verbose=not args.quiet))
@@ -653,6 +672,7 @@ def add_caption(sub: argparse._SubParsersAction) -> None:
         "  densevid caption talk.mp4 videos/ --model runs/synthetic/best -o out/",
     )
     p.add_argument("videos", nargs="+", help="video files or directories of videos")
+    _add_recursive_option(p)
     p.add_argument(
         "--model",
         action="append",
@@ -666,9 +686,7 @@ def add_caption(sub: argparse._SubParsersAction) -> None:
         default="json,srt,vtt,html",
         help="comma-separated: json, srt, vtt, txt (YouTube chapters), html, or all",
     )
-    p.add_argument("--method", choices=["beam", "greedy"], default="beam")
-    p.add_argument("--beam-size", type=int, default=4)
-    _add_boundary_options(p)
+    add_dataclass_flags(p, DecodingOptions, DECODING_HELP)
     p.add_argument("--max-events", type=int, help="keep the best-scored N events")
     p.add_argument(
         "--min-length", type=float, default=0.0, help="drop shorter events (s)"
@@ -689,24 +707,19 @@ def add_caption(sub: argparse._SubParsersAction) -> None:
 
 def run_caption(args: argparse.Namespace) -> int:
 
-    from densevid.caption import CaptionOptions, caption_many, find_videos
-    from densevid.decoding import DecodingOptions
-    from densevid.ensemble import load_models
+    from densevid.caption import CaptionOptions, caption_many
+    from densevid.checkpoint import load_models
+    from densevid.files import find_videos
 
     options = CaptionOptions(
-        decoding=DecodingOptions(
-            method=args.method,
-            beam_size=args.beam_size,
-            refine_frames=args.refine_frames,
-            soft_time=args.soft_time,
-            eos_bias=args.eos_bias,
-        ),
+        decoding=dataclass_from_flags(DecodingOptions, args),
         window=args.window,
         max_events=args.max_events,
         min_length=args.min_length,
         score_threshold=args.score_threshold,
     ).verify()
-    videos, missing = find_videos(args.videos)
+    missing: dict[str, str] = {}
+    videos = find_videos(args.videos, recursive=args.recursive, problems=missing)
     for path, problem in missing.items():
         print(f"error: {path}: {problem}", file=sys.stderr)
     if not videos:

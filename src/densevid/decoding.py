@@ -21,71 +21,66 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
+from torch import nn
 
-from densevid.errors import DensevidError
+from densevid.config import DecodingOptions, ModelConfig
 from densevid.events import Event, VideoEvents
+from densevid.inputs import collate, to_device
+from densevid.text import TimeTokenizer
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("beam", "greedy")
 MAX_SENTINELS = 100  # T5 ships 100 <extra_id_i> tokens; never generated
 
 
-@dataclass(frozen=True)
-class DecodingOptions:
-    """How to generate; change per call with ``dataclasses.replace``.
+class Network(Protocol):
+    """One network as decoding drives it (a ``DenseVideoModel``)."""
 
-    Attributes:
-        method: "beam" or "greedy".
-        beam_size: beams for "beam".
-        max_length: most generated tokens per video.
-        constrained: apply the time-token grammar (off only for ablations).
-        length_penalty: beam-score exponent on length (transformers' meaning).
-        refine_frames: how far (frames) a boundary may move to a peak of the
-            frame-event head (models with ``frame_events``); 0 turns it off.
-        soft_time: half-width (bins) of the window whose probabilities place a
-            time token between bins; 0 reads the bin alone.
-        eos_bias: added to the score of ``</s>`` at every step: below 0 the model
-            goes on to further events it is less sure of (recall for precision).
-    """
+    lm: Any  # transformers' T5ForConditionalGeneration
+    frame_head: nn.Module | None
 
-    method: str = "beam"
-    beam_size: int = 4
-    max_length: int = 256
-    constrained: bool = True
-    length_penalty: float = 1.0
-    refine_frames: int = 2
-    soft_time: int = 0
-    eos_bias: float = 0.0
+    def encode(self, **inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
-    def verify(self) -> DecodingOptions:
-        """Checks every option at once; returns self for chaining."""
-        if self.method not in METHODS:
-            raise DensevidError(
-                f"decoding method must be one of {METHODS}, got {self.method!r}"
-            )
-        if self.beam_size < 1:
-            raise DensevidError(f"beam_size must be >= 1, got {self.beam_size}")
-        if self.max_length < 4:
-            raise DensevidError(f"max_length must be >= 4, got {self.max_length}")
-        if self.refine_frames < 0:
-            raise DensevidError(f"refine_frames must be >= 0: {self.refine_frames}")
-        if self.soft_time < 0:
-            raise DensevidError(f"soft_time must be >= 0: {self.soft_time}")
-        if not math.isfinite(self.eos_bias):
-            raise DensevidError(f"eos_bias must be finite: {self.eos_bias}")
-        if not math.isfinite(self.length_penalty):
-            raise DensevidError(f"length_penalty must be finite: {self.length_penalty}")
-        return self
+
+class Decodable(Protocol):
+    """What decoding and captioning need of a model: a ``DenseVideoModel``, whose
+    ``members`` are itself, or an ``Ensemble``, whose members are searched with their
+    averaged probabilities. Decoding depends on this shape, not on those classes, so
+    that the model can offer ``caption`` as a method without an import circle."""
+
+    config: ModelConfig
+    training: bool
 
     @property
-    def n_beams(self) -> int:
-        return 1 if self.method == "greedy" else self.beam_size
+    def members(self) -> Sequence[Network]: ...
+
+    @property
+    def time_tokenizer(self) -> TimeTokenizer: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+    def log_likelihood(
+        self, labels: torch.Tensor, **inputs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def mix(logps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """log of the mean of the members' probabilities, from their log-probabilities
+    (one member's come back as they are)."""
+    if len(logps) == 1:
+        return logps[0]
+    return torch.logsumexp(torch.stack(list(logps)), dim=0) - math.log(len(logps))
 
 
 class TimeGrammar:
@@ -173,7 +168,7 @@ class TimeGrammar:
         return out
 
 
-def make_grammar(model: Any, options: DecodingOptions) -> TimeGrammar:
+def make_grammar(model: Decodable, options: DecodingOptions) -> TimeGrammar:
     tt = model.time_tokenizer
     tok = tt.tokenizer
     vocab = tok.get_vocab()
@@ -207,7 +202,7 @@ class Generation(NamedTuple):
 
 @torch.no_grad()
 def generate(
-    model: Any, batch: dict[str, Any], options: DecodingOptions | None = None
+    model: Decodable, batch: dict[str, Any], options: DecodingOptions | None = None
 ) -> Generation:
     """Generates one sequence per video.
 
@@ -219,18 +214,16 @@ def generate(
     from transformers import DynamicCache, EncoderDecoderCache, LogitsProcessorList
     from transformers.modeling_outputs import BaseModelOutput
 
-    from densevid.ensemble import Ensemble, mix
-
     options = (options or DecodingOptions()).verify()
     inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
     inputs.pop("labels", None)
-    members = list(model.members) if isinstance(model, Ensemble) else [model]
+    members = list(model.members)
     encodings = [m.encode(**inputs) for m in members]
     grammar = make_grammar(model, options)
     if len(members) > 1:
         sequences = beam_search(members, encodings, grammar, options)
     else:
-        lm = model.lm
+        lm = members[0].lm
         hidden, mask = encodings[0]
         out = lm.generate(
             encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
@@ -286,7 +279,7 @@ def generate(
 
 
 def beam_search(
-    members: list[Any],
+    members: Sequence[Network],
     encodings: list[tuple[torch.Tensor, torch.Tensor]],
     grammar: TimeGrammar,
     options: DecodingOptions,
@@ -302,8 +295,6 @@ def beam_search(
     """
     from transformers import DynamicCache, EncoderDecoderCache
     from transformers.modeling_outputs import BaseModelOutput
-
-    from densevid.ensemble import mix
 
     k = options.n_beams
     cfg = members[0].lm.config
@@ -409,7 +400,7 @@ def time_shifts(
 
 
 def decode(
-    model: Any,
+    model: Decodable,
     batch: dict[str, Any],
     options: DecodingOptions | None = None,
 ) -> list[VideoEvents]:
@@ -515,8 +506,8 @@ class LikelihoodStats:
 
 @torch.no_grad()
 def decode_dataset(
-    model: Any,
-    dataset: Any,
+    model: Decodable,
+    dataset: torch.utils.data.Dataset,
     options: DecodingOptions | None = None,
     *,
     batch_size: int = 8,
@@ -530,8 +521,6 @@ def decode_dataset(
         perplexity of the references (the research plan's measure).
     """
     from tqdm import tqdm
-
-    from densevid.data import collate, to_device
 
     pad_id = model.time_tokenizer.pad_id
     loader = torch.utils.data.DataLoader(

@@ -10,16 +10,19 @@ one tokenizer: the same recipe with other seeds, or other sizes on the same feat
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
+from densevid.caption import CaptionOptions
+from densevid.caption import caption as caption_video
+from densevid.decoding import mix
 from densevid.errors import DensevidError
-from densevid.model import DenseVideoModel, load_model, token_log_likelihood
+from densevid.events import VideoEvents
+from densevid.model import DenseVideoModel, token_log_likelihood
+from densevid.text import TimeTokenizer
 
 # What every member must agree on: the inputs it reads and the ids it writes.
 SHARED_FIELDS = (
@@ -75,14 +78,14 @@ class Ensemble(nn.Module):
         return self.members[0].device
 
     @property
-    def time_tokenizer(self):
+    def time_tokenizer(self) -> TimeTokenizer:
         return self.members[0].time_tokenizer
 
-    def caption(self, video: str | os.PathLike, options: Any = None) -> Any:
+    def caption(
+        self, video: str | os.PathLike, options: CaptionOptions | None = None
+    ) -> VideoEvents:
         """Events of one video file; see ``densevid.caption.caption``."""
-        from densevid.caption import caption
-
-        return caption(self, video, options)
+        return caption_video(self, video, options)
 
     def forward(self, labels: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
         """Teacher-forced log-probabilities [B, T, V] of the mixture (usable as
@@ -98,23 +101,3 @@ class Ensemble(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """As ``DenseVideoModel.log_likelihood``, under the mixture."""
         return token_log_likelihood(self.forward(labels, **inputs), labels)
-
-
-def mix(logps: Sequence[torch.Tensor]) -> torch.Tensor:
-    """log of the mean of the members' probabilities, from their log-probabilities
-    (one member's come back as they are)."""
-    if len(logps) == 1:
-        return logps[0]
-    return torch.logsumexp(torch.stack(list(logps)), dim=0) - math.log(len(logps))
-
-
-def load_models(
-    names: Sequence[str | os.PathLike], *, device: str | torch.device | None = None
-) -> DenseVideoModel | Ensemble:
-    """One checkpoint loads as a model (``load_model``), several as an Ensemble."""
-    if not names:
-        raise DensevidError("no checkpoint given")
-    models = [load_model(n, device=device) for n in names]
-    if len(models) == 1:
-        return models[0]
-    return Ensemble(models, [str(n) for n in names]).eval()

@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from densevid.errors import DensevidError
+from densevid.files import VIDEO_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
 SUBMISSION_VERSION = "VERSION 1.0"
-# Extensions some tools leave on video ids ("v_abc.mp4"); stripped so ids match.
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".mpg")
 # Ends this far past the duration are rounding in the released files, not errors.
 DURATION_TOLERANCE_S = 0.05
 
@@ -201,7 +200,8 @@ def write_json_atomic(
 
 
 def strip_video_extension(video_id: str) -> str:
-    """'v_abc.mp4' -> 'v_abc'; ids without a known video extension are unchanged."""
+    """'v_abc.mp4' -> 'v_abc' (some tools leave the extension on ids); ids without a
+    known video extension are unchanged."""
     lower = video_id.lower()
     for ext in VIDEO_EXTENSIONS:
         if lower.endswith(ext):

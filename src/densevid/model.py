@@ -1,10 +1,10 @@
 """The joint model: a temporal encoder over frame features feeding a T5-family LM.
 
-Vid2Seq-style (DESIGN.md, "The joint model"): F frame features -> linear projection ->
-temporal transformer with learned positions. Optional streams: audio features through
+Vid2Seq-style (docs/design.md, "The joint model"): F frame features -> linear projection
+-> temporal transformer with learned positions. Optional streams: audio features through
 their own projection (and positions), and the speech transcript as time-tokenised text
-encoded by the LM's own encoder. The encoded streams are concatenated along time and
-the LM decoder cross-attends to all of them, writing ``<t_s> <t_e> caption ... </s>``.
+encoded by the LM's own encoder. The encoded streams are concatenated along time and the
+LM decoder cross-attends to all of them, writing ``<t_s> <t_e> caption ... </s>``.
 
 The LM is wrapped by composition (``self.lm`` is a ``T5ForConditionalGeneration``); its
 encoder is used only for the speech stream.
@@ -16,186 +16,22 @@ import json
 import logging
 import math
 import os
-from dataclasses import MISSING, asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from densevid.caption import CaptionOptions
+from densevid.caption import caption as caption_video
+from densevid.config import ModelConfig
 from densevid.errors import DensevidError
+from densevid.events import VideoEvents
+from densevid.inputs import IGNORE_INDEX
+from densevid.text import TimeTokenizer, add_time_tokens
 
 logger = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-IGNORE_INDEX = -100  # label value that takes no part in the loss (transformers' own)
-BUNDLED_DIR = Path(__file__).parent / "models"  # models shipped in the package
-CHECKPOINT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt"]
-
-
-def coerce_numbers(obj: Any) -> None:
-    """Casts a config dataclass's numeric fields to their defaults' types.
-
-    YAML 1.1 reads ``3e-4`` as a string and ``1`` as an int; a value that is not a
-    number where one is due is an error naming the key.
-    """
-    for f in fields(obj):
-        if f.default is MISSING or f.default is None:
-            continue
-        value, default = getattr(obj, f.name), f.default
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise DensevidError(
-                    f"config: {f.name} must be true or false: {value!r}"
-                )
-            continue
-        if not isinstance(default, int | float) or type(value) is type(default):
-            continue
-        try:
-            cast = type(default)(value)
-        except (TypeError, ValueError):
-            raise DensevidError(
-                f"config: {f.name} must be a number: {value!r}"
-            ) from None
-        if isinstance(value, bool) or (
-            isinstance(default, int) and cast != float(value)
-        ):
-            raise DensevidError(f"config: {f.name} must be an integer: {value!r}")
-        object.__setattr__(obj, f.name, cast)
-
-
-@dataclass
-class ModelConfig:
-    """Architecture and input contract; saved as config.json beside the weights.
-
-    Attributes:
-        lm: hub name or path of a T5-family model to start from; "" builds a T5 from
-            the ``d_model``... fields below with random weights.
-        lm_config: the LM's full transformers config (filled in when the model is
-            built, so a checkpoint loads without the hub).
-        vocab_size: tokenizer size including time tokens (filled in when built).
-        n_time_tokens: N, the number of relative time bins.
-        n_frames: F, frames sampled uniformly over each video.
-        interpolate_frames: each frame blends the two feature rows around its time
-            (``densevid.data.sample_frames``) instead of being the nearest row, so
-            frame j shows the video at the time the time tokens say it stands for.
-            Checkpoints saved before the option existed read the nearest rows.
-        visual_dim: dimension of the visual features (of the blocks used).
-        visual_blocks: blocks of the visual features to use, by the names of their
-            sidecar's layout (pixels: rgb, edges, motion, blobs); empty: all.
-        visual_features / audio_features / speech_features: extractor names the
-            features are read from (``FEATURES/<extractor>/<video_id>.npy``); empty
-            strings turn the audio / speech streams off.
-        audio_dim: dimension of the audio features (0: no audio stream).
-        n_audio_frames: audio steps sampled per video.
-        max_speech_tokens / max_target_tokens: sequence caps (tokens).
-        extractor_options: extractor name -> the options its training features were
-            made with (from their sidecars), so captioning a new video extracts the
-            same features.
-        max_duration: the longest training video (s); longer videos are captioned in
-            windows of this length.
-        n_temporal_layers, n_temporal_heads: the temporal transformer.
-        temporal_conv: kernel size (frames, odd) of a residual block of two 1-D
-            convolutions before the temporal transformer; 0: none. A transformer with
-            learned absolute positions finds "this frame differs from its
-            neighbours" (where events start and end) only slowly; a convolution sees
-            it from the first step.
-        input_norm: LayerNorm over each input feature vector before its projection.
-        time_pointer: time tokens also score by pointing at frames
-            (``TimePointerHead``).
-        time_offset: id of ``<time_0>`` (filled in when built; time ids are contiguous).
-        standardize: each input feature dimension is first standardised with the
-            training features' mean and std (stored in the checkpoint): fields of
-            very different scales (pixels' blob mass ~0.01 beside positions ~0.5)
-            then start on an equal footing.
-        frame_events: a head on the visual states that says, per frame, whether an
-            event is under way, starts or ends there (``frame_head``); trained
-            beside the captions with ``TrainConfig.event_loss_weight``.
-    """
-
-    lm: str = ""
-    lm_config: dict[str, Any] = field(default_factory=dict)
-    vocab_size: int = 0
-    d_model: int = 256
-    d_ff: int = 1024
-    d_kv: int = 32
-    n_heads: int = 8
-    n_layers: int = 4
-    n_decoder_layers: int = 4
-    dropout: float = 0.1
-    n_time_tokens: int = 100
-    n_frames: int = 100
-    interpolate_frames: bool = True
-    visual_dim: int = 0
-    visual_features: str = "pixels"
-    visual_blocks: list[str] = field(default_factory=list)
-    n_temporal_layers: int = 2
-    n_temporal_heads: int = 8
-    temporal_conv: int = 0
-    input_norm: bool = True
-    audio_dim: int = 0
-    audio_features: str = ""
-    n_audio_frames: int = 100
-    speech_features: str = ""
-    max_speech_tokens: int = 256
-    max_target_tokens: int = 256
-    extractor_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    max_duration: float = 0.0
-    time_pointer: bool = False
-    time_offset: int = 0
-    frame_events: bool = False
-    standardize: bool = False
-
-    def __post_init__(self) -> None:
-        coerce_numbers(self)
-        for name in ("n_time_tokens", "n_frames", "d_model", "n_temporal_heads"):
-            if getattr(self, name) < 1:
-                raise DensevidError(f"model config: {name} must be >= 1")
-        if self.n_time_tokens < 2:
-            raise DensevidError("model config: n_time_tokens must be >= 2")
-        if not 0.0 <= self.dropout < 1.0:
-            raise DensevidError(
-                f"model config: dropout must be in [0, 1): {self.dropout}"
-            )
-        if self.temporal_conv < 0 or (
-            self.temporal_conv and self.temporal_conv % 2 == 0
-        ):
-            raise DensevidError(
-                "model config: temporal_conv must be 0 (none) or an odd kernel size: "
-                f"{self.temporal_conv}"
-            )
-
-    @property
-    def use_audio(self) -> bool:
-        return bool(self.audio_features) and self.audio_dim > 0
-
-    @property
-    def use_speech(self) -> bool:
-        return bool(self.speech_features)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise DensevidError(f"model config: unknown keys {sorted(unknown)}")
-        return cls(**d)
-
-    def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> ModelConfig:
-        from densevid.events import read_json
-
-        d = read_json(path)
-        if isinstance(d, dict):  # saved before frames were interpolated
-            d.setdefault("interpolate_frames", False)
-        return cls.from_dict(d)
+__all__ = ["IGNORE_INDEX", "DenseVideoModel", "ModelConfig", "build_model"]
 
 
 class TemporalEncoder(nn.Module):
@@ -382,9 +218,12 @@ class DenseVideoModel(nn.Module):
         return next(self.parameters()).device
 
     @property
-    def time_tokenizer(self):
-        from densevid.text import TimeTokenizer
+    def members(self) -> tuple[DenseVideoModel]:
+        """The networks decoding searches with: this one (an Ensemble has several)."""
+        return (self,)
 
+    @property
+    def time_tokenizer(self) -> TimeTokenizer:
         if self.tokenizer is None:
             raise DensevidError("model has no tokenizer attached; use load_model")
         return TimeTokenizer(self.tokenizer, self.config.n_time_tokens)
@@ -464,11 +303,11 @@ class DenseVideoModel(nn.Module):
         n_frames = inputs["visual"].shape[1]  # the visual stream comes first
         return out.logits, self.frame_head(hidden[:, :n_frames])
 
-    def caption(self, video: str | os.PathLike, options: Any = None) -> Any:
+    def caption(
+        self, video: str | os.PathLike, options: CaptionOptions | None = None
+    ) -> VideoEvents:
         """Events of one video file; see ``densevid.caption.caption``."""
-        from densevid.caption import caption
-
-        return caption(self, video, options)
+        return caption_video(self, video, options)
 
     @torch.no_grad()
     def log_likelihood(
@@ -493,7 +332,7 @@ def token_log_likelihood(
     return (picked * valid).sum(-1), valid.sum(-1)
 
 
-def _build_lm(config: ModelConfig, vocab_size: int) -> nn.Module:
+def build_lm(config: ModelConfig, vocab_size: int) -> nn.Module:
     from transformers import T5Config, T5ForConditionalGeneration
 
     if config.lm_config:
@@ -537,13 +376,11 @@ def build_model(config: ModelConfig, tokenizer: Any) -> DenseVideoModel:
     Fills ``config.vocab_size`` and ``config.lm_config`` so the saved config.json is
     complete.
     """
-    from densevid.text import add_time_tokens
-
     if config.visual_dim < 1:
         raise DensevidError("model config: visual_dim must be set (feature dimension)")
     config.time_offset = add_time_tokens(tokenizer, config.n_time_tokens)
     vocab_size = len(tokenizer)
-    lm = _build_lm(config, vocab_size)
+    lm = build_lm(config, vocab_size)
     if lm.get_input_embeddings().num_embeddings < vocab_size:
         lm.resize_token_embeddings(vocab_size)
     config.vocab_size = vocab_size
@@ -552,83 +389,6 @@ def build_model(config: ModelConfig, tokenizer: Any) -> DenseVideoModel:
     model = DenseVideoModel(config, lm)
     model.tokenizer = tokenizer
     return model
-
-
-def save_model(model: DenseVideoModel, out_dir: str | os.PathLike) -> None:
-    """Writes config.json, model.safetensors and the tokenizer files."""
-    from safetensors.torch import save_model as save_safetensors
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model = unwrap(model)
-    model.config.save(out / CONFIG_NAME)
-    save_safetensors(model, str(out / WEIGHTS_NAME))
-    if model.tokenizer is not None:
-        model.tokenizer.save_pretrained(str(out))
-
-
-def available_models() -> list[str]:
-    """Names of the models that ship inside the package (``load_model(name)``)."""
-    if not BUNDLED_DIR.is_dir():
-        return []
-    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / WEIGHTS_NAME).is_file())
-
-
-def resolve_checkpoint(name_or_dir: str | os.PathLike) -> Path:
-    """A bundled model's name, a checkpoint directory, or a Hugging Face Hub repo id
-    (``owner/name``, downloaded once into the hub cache) -> a local directory."""
-    text = str(name_or_dir)
-    if text in available_models():
-        return BUNDLED_DIR / text
-    path = Path(name_or_dir)
-    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
-        return path
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(text, allow_patterns=CHECKPOINT_PATTERNS))
-    except Exception as e:  # offline, unknown repo, no permission: one line
-        raise DensevidError(
-            f"{text}: no such checkpoint directory, bundled model "
-            f"({', '.join(available_models()) or 'none'}) or reachable hub repo "
-            f"({type(e).__name__})"
-        ) from e
-
-
-def load_model(
-    name_or_dir: str | os.PathLike, *, device: str | torch.device | None = None
-) -> DenseVideoModel:
-    """Loads a model: ``"default"`` (the bundled one), a checkpoint directory
-    (config.json + model.safetensors + tokenizer, as ``densevid train`` writes) or a
-    hub repo id holding one.
-
-    ``device="auto"`` picks CUDA when a GPU is visible.
-
-    Returns the model in eval mode with its tokenizer attached (``model.tokenizer``).
-    """
-    from safetensors.torch import load_model as load_safetensors
-
-    from densevid.text import load_tokenizer
-
-    path = resolve_checkpoint(name_or_dir)
-    if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
-        raise DensevidError(
-            f"{name_or_dir}: not a checkpoint directory (needs {CONFIG_NAME} and "
-            f"{WEIGHTS_NAME}, as 'densevid train' writes)"
-        )
-    config = ModelConfig.load(path / CONFIG_NAME)
-    tokenizer = load_tokenizer(path, config.n_time_tokens)
-    model = DenseVideoModel(config, _build_lm(config, config.vocab_size))
-    try:
-        load_safetensors(model, str(path / WEIGHTS_NAME))
-    except (RuntimeError, OSError) as e:
-        raise DensevidError(f"{path / WEIGHTS_NAME}: weights do not fit ({e})") from e
-    model.tokenizer = tokenizer
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device is not None:
-        model.to(device)
-    return model.eval()
 
 
 def unwrap(model: nn.Module) -> DenseVideoModel:

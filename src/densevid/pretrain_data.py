@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from densevid.config import ModelConfig
+from densevid.data import frame_event_targets
 from densevid.errors import DensevidError
-from densevid.model import ModelConfig
+from densevid.inputs import collate, sample_frames
 
 NOISE_DENSITY = 0.25  # fraction of transcript tokens masked (the issue's figure)
 MEAN_SPAN = 5.0  # tokens per masked span (T5's default is 3; Vid2Seq uses 5)
@@ -188,8 +190,6 @@ class PretrainTransform:
         self.noise_density, self.mean_span = noise_density, mean_span
 
     def __call__(self, video: Any, rng: np.random.Generator) -> dict[str, Any] | None:
-        from densevid.data import frame_event_targets, sample_frames
-
         cfg = self.config
         events = transcript_events(video.speech, video.duration)
         if not events:
@@ -247,8 +247,6 @@ def collate_pretrain(
     The generative batch carries an empty, fully masked speech stream when the model
     has one, so the decoder sees frames only.
     """
-    from densevid.data import collate
-
     plain = [
         {k: v for k, v in it.items() if k not in ("speech_ids", "denoise_labels")}
         for it in items

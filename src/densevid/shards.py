@@ -44,10 +44,12 @@ from typing import Any
 import numpy as np
 
 from densevid.errors import DensevidError
+from densevid.files import VIDEO_EXTENSIONS
+from densevid.inputs import row_times, select_blocks
 
 logger = logging.getLogger(__name__)
 
-VIDEO_EXTS = ("mp4", "webm", "mkv", "mov", "avi")
+VIDEO_EXTS = tuple(e.lstrip(".") for e in VIDEO_EXTENSIONS)  # webdataset keys
 SUBTITLE_EXTS = ("vtt", "srt")
 HASH_SCALE = 2**32  # crc32 range, for the held-out fraction
 MAX_WARNINGS = 20  # bad samples logged one by one before going quiet
@@ -175,7 +177,6 @@ class FeatureDirSource(CorpusSource):
         return load_speech(self.root, self.speech, raw["__key__"])
 
     def decode(self, raw: dict[str, Any]) -> NarratedVideo:
-        from densevid.data import row_times, select_blocks
         from densevid.features.cache import load_features, load_speech, load_speech_meta
 
         vid = raw["__key__"]
@@ -235,7 +236,6 @@ class ShardSource(CorpusSource):
             raise DensevidError(f"{unit}: unreadable tar shard ({e})") from e
 
     def decode(self, raw: dict[str, Any]) -> NarratedVideo:
-        from densevid.data import row_times, select_blocks
 
         key = raw["__key__"]
         where = f"{raw.get('__url__', '?')}:{key}"

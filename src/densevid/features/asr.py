@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from densevid.device import resolve_device
 from densevid.errors import DensevidError
 from densevid.features.registry import Extractor, FeatureResult, require
 from densevid.features.subtitles import MAX_GAP_S, MAX_SENTENCE_S, merge_sentences
@@ -151,7 +152,7 @@ class AsrExtractor(Extractor):
                 self._engine = ps.Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
             elif cfg.engine == "whisper":
                 whisper = require("whisper", "openai-whisper", "asr engine 'whisper'")
-                dev = None if cfg.device == "auto" else cfg.device
+                dev = resolve_device(cfg.device, "asr: device")
                 self._engine = _load_engine(
                     lambda: whisper.load_model(cfg.model or "base", device=dev), cfg
                 )
@@ -159,8 +160,9 @@ class AsrExtractor(Extractor):
                 fw = require(
                     "faster_whisper", "faster-whisper", "asr engine 'faster-whisper'"
                 )
+                kind = resolve_device(cfg.device, "asr: device").type
                 self._engine = _load_engine(
-                    lambda: fw.WhisperModel(cfg.model or "base", device=cfg.device), cfg
+                    lambda: fw.WhisperModel(cfg.model or "base", device=kind), cfg
                 )
         return self._engine
 

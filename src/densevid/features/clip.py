@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from densevid.device import resolve_device
 from densevid.errors import DensevidError
 from densevid.features.registry import Extractor, FeatureResult
 
@@ -84,26 +85,13 @@ def preprocess_frames(
     return (x - mean) / std
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise DensevidError(f"unknown device {device!r} (use cpu, cuda, cuda:1)") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DensevidError(f"device {device!r} asked for, but CUDA is not available")
-    return dev
-
-
 def load_clip(
     model: str, device: str = "auto", fp16: bool = True
 ) -> tuple[torch.nn.Module, Preprocess]:
     """Loads CLIPVisionModelWithProjection from a hub name or a local directory."""
     from transformers import CLIPVisionModelWithProjection
 
-    dev = resolve_device(device)
+    dev = resolve_device(device, "clip: device")
     try:
         net = CLIPVisionModelWithProjection.from_pretrained(model)
     except (OSError, ValueError) as e:

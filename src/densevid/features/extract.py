@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from densevid.errors import DensevidError
-from densevid.events import VIDEO_EXTENSIONS
 from densevid.features import cache
 from densevid.features.registry import (
     Extractor,
@@ -40,6 +39,7 @@ from densevid.features.registry import (
     option_differences,
     parse_feature_list,
 )
+from densevid.files import find_videos
 
 logger = logging.getLogger(__name__)
 
@@ -74,35 +74,17 @@ class ExtractReport:
         return "\n".join(lines)
 
 
-def find_videos(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Video files from files and directories (searched recursively), by id.
+def videos_by_id(
+    inputs: Sequence[str | os.PathLike], *, recursive: bool = True
+) -> list[Path]:
+    """Video files (``densevid.files.find_videos``) sorted by id.
 
     Raises DensevidError for a missing path, a directory with no videos, or two
     videos with the same id (file stem), since their features would collide.
     """
-    found: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            vids = sorted(
-                f
-                for f in p.rglob("*")
-                if f.suffix.lower() in VIDEO_EXTENSIONS
-                and f.is_file()
-                and not any(part.startswith(".") for part in f.relative_to(p).parts)
-            )
-            if not vids:
-                raise DensevidError(
-                    f"{p}: no video files ({', '.join(VIDEO_EXTENSIONS)}) found"
-                )
-            found += vids
-        elif p.exists():
-            found.append(p)
-        else:
-            raise DensevidError(f"{p}: no such file or directory")
     by_id: dict[str, Path] = {}
-    for v in found:
-        if v.stem in by_id and by_id[v.stem].resolve() != v.resolve():
+    for v in find_videos(inputs, recursive=recursive):
+        if v.stem in by_id:
             raise DensevidError(
                 f"two videos share the id '{v.stem}': {by_id[v.stem]} and {v}; "
                 "rename one (features are stored by file stem)"
@@ -141,12 +123,14 @@ def extract_features(
     overwrite: bool = False,
     webdataset: bool = False,
     shard_size: int = WDS_MAXCOUNT,
+    recursive: bool = True,
     verbose: bool = True,
 ) -> ExtractReport:
     """Extracts ``features`` for every video into ``out_dir`` (see module docstring).
 
     Args:
         videos: video files and/or directories holding them.
+        recursive: look for videos in the directories' subfolders too.
         out_dir: the FEATURES directory (``out_dir/<extractor>/<video_id>.*``).
         features: extractor names, e.g. ("pixels", "logmel") or "pixels,logmel".
         options: per extractor, its Config fields, e.g. {"clip": {"fps": 2.0}}.
@@ -170,7 +154,7 @@ def extract_features(
     index, count = parse_shard(shard)
     if workers < 1:
         raise DensevidError(f"workers must be >= 1, got {workers}")
-    paths = find_videos(videos)[index::count]
+    paths = videos_by_id(videos, recursive=recursive)[index::count]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in names:

@@ -1,0 +1,239 @@
+"""Fine-tuning on annotated videos: the objective of ``densevid train``.
+
+Data: ``VideoDataset`` over the annotations and the feature cache (with crop, mirror
+and concatenation augmentations), one seeded permutation of the training set per
+epoch, so an item does not depend on which process loads it or on resuming.
+Validation: the validation videos decoded with ``TrainConfig.decoding``, scored by
+``densevid.metrics`` and the references' log-likelihood; ``best_metric`` picks
+``OUTPUT/best``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, replace
+from typing import Any
+
+import torch
+
+from densevid.checkpoint import init_model
+from densevid.config import ModelConfig
+from densevid.data import VideoDataset
+from densevid.decoding import decode_dataset
+from densevid.errors import DensevidError
+from densevid.events import VideoEvents, load_annotations
+from densevid.inputs import collate, to_device
+from densevid.model import DenseVideoModel, build_model
+from densevid.text import TimeTokenizer, train_tokenizer
+from densevid.training.config import TrainConfig
+from densevid.training.distributed import Dist
+from densevid.training.loop import Objective, Part, RunContext, prepare_tokenizer, run
+
+logger = logging.getLogger(__name__)
+
+
+def step_indices(
+    n_items: int, step: int, cfg: TrainConfig, dist: Dist
+) -> list[list[int]]:
+    """This process's micro-batches (dataset indices) for optimizer step ``step``.
+
+    One seeded permutation per epoch; a step takes the next
+    ``batch_size * grad_accum * world`` items; micro-batch ``m`` of rank ``r`` is the
+    slice ``[(m * world + r) * batch_size, ...)`` of that chunk.
+    """
+    per_step = cfg.batch_size * cfg.grad_accum * dist.world
+    steps_per_epoch = n_items // per_step
+    if steps_per_epoch == 0:
+        raise DensevidError(
+            f"training set has {n_items} videos, fewer than one step needs "
+            f"(batch_size x grad_accum x processes = {per_step})"
+        )
+    epoch, k = divmod(step, steps_per_epoch)
+    g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    perm = torch.randperm(n_items, generator=g).tolist()
+    chunk = perm[k * per_step : (k + 1) * per_step]
+    out = []
+    for m in range(cfg.grad_accum):
+        lo = (m * dist.world + dist.rank) * cfg.batch_size
+        out.append(chunk[lo : lo + cfg.batch_size])
+    return out
+
+
+def epoch_of(n_items: int, step: int, cfg: TrainConfig, dist: Dist) -> int:
+    return step // max(1, n_items // (cfg.batch_size * cfg.grad_accum * dist.world))
+
+
+def require_java_for_validation(cfg: TrainConfig) -> None:
+    """Fails before the first step, not at the first evaluation minutes later, when
+    the validation metrics run Java (METEOR, SODA_c, the caption metrics) and there
+    is none; F1 and the likelihood need none."""
+    if not cfg.val_annotations:
+        return
+    try:
+        from densevid.metrics import java_executable
+        from densevid.metrics.evaluate import needs_java
+    except ImportError:
+        return  # validate() falls back to the likelihood
+    if needs_java(cfg.val_metrics):
+        try:
+            java_executable()
+        except DensevidError as e:
+            raise DensevidError(
+                f"{e}; or validate without Java: --set val_metrics=[F1] "
+                "--set best_metric=F1"
+            ) from None
+
+
+def validate(
+    model: DenseVideoModel,
+    dataset: VideoDataset,
+    references: list[dict[str, VideoEvents]],
+    cfg: TrainConfig,
+) -> dict[str, float]:
+    """Decodes the validation videos, scores them with ``densevid.metrics.evaluate``
+    and adds the references' per-token log-likelihood and perplexity."""
+    options = replace(cfg.decoding, max_length=cfg.model.max_target_tokens)
+    preds, stats = decode_dataset(
+        model, dataset, options, batch_size=cfg.val_batch_size
+    )
+    scores = dict(stats.to_dict())
+    n_events = sum(len(v) for v in preds.values())
+    scores["events_per_video"] = n_events / max(len(preds), 1)
+    wanted = [m for m in cfg.val_metrics if m not in ("log_likelihood", "perplexity")]
+    if wanted:
+        try:
+            from densevid.metrics import evaluate
+        except ImportError as e:
+            logger.warning("densevid.metrics unavailable (%s): likelihood only", e)
+        else:
+            refs = [{k: r[k] for k in preds if k in r} for r in references]
+            scores.update(evaluate(preds, refs, metrics=tuple(wanted)))
+    return scores
+
+
+class Finetune(Objective):
+    """Captions of annotated videos; validated by decoding and scoring."""
+
+    desc = "train"
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.best_metric = cfg.best_metric
+        self.train_videos = load_annotations(cfg.train_annotations)
+        self.val_refs = [load_annotations(p) for p in cfg.val_annotations]
+        self.train_set: VideoDataset | None = None
+        self.val_set: VideoDataset | None = None
+
+    def build_model(self, ctx: RunContext) -> DenseVideoModel:
+        cfg = self.cfg
+        if cfg.init:
+            model = init_model(cfg.init, cfg.model, tokenizer=cfg.tokenizer)
+            logger.info("fine-tuning from %s", cfg.init)
+            self._record_inputs(model.config, model.time_tokenizer)
+            return model
+
+        def train(tok_dir: Any) -> None:
+            captions = [e.text for v in self.train_videos.values() for e in v.events]
+            train_tokenizer(
+                captions,
+                tok_dir,
+                vocab_size=cfg.vocab_size,
+                n_time_tokens=cfg.model.n_time_tokens,
+            )
+
+        tokenizer = prepare_tokenizer(cfg, ctx, train)
+        model_cfg = ModelConfig.from_dict(asdict(cfg.model))
+        tt = TimeTokenizer(tokenizer, model_cfg.n_time_tokens)
+        probe = self._probe(model_cfg, tt)
+        model_cfg.visual_dim = probe.feature_dim(model_cfg.visual_features)
+        if model_cfg.audio_features:
+            model_cfg.audio_dim = probe.feature_dim(model_cfg.audio_features)
+        self._record_inputs(model_cfg, tt)
+        model = build_model(model_cfg, tokenizer)
+        if model_cfg.standardize:
+            model.visual.set_input_stats(*probe.input_stats(model_cfg.visual_features))
+            if model.audio is not None:
+                model.audio.set_input_stats(
+                    *probe.input_stats(model_cfg.audio_features)
+                )
+        return model
+
+    def _probe(self, model_cfg: ModelConfig, tt: TimeTokenizer) -> VideoDataset:
+        return VideoDataset(
+            self.train_videos, self.cfg.features, model_cfg, tt, cache=False
+        )
+
+    def _record_inputs(self, model_cfg: ModelConfig, tt: TimeTokenizer) -> None:
+        """What ``densevid caption`` needs to treat a new video alike: the options
+        the features were made with, and the longest training video."""
+        model_cfg.extractor_options = self._probe(model_cfg, tt).extractor_options()
+        model_cfg.max_duration = max(
+            float(v.duration) for v in self.train_videos.values()
+        )
+
+    def prepare(self, model: DenseVideoModel, ctx: RunContext, resuming: bool) -> None:
+        cfg, model_cfg, tt = self.cfg, model.config, model.time_tokenizer
+        probe = self._probe(model_cfg, tt)
+        streams = [(model_cfg.visual_features, model_cfg.visual_dim)]
+        if model_cfg.use_audio:
+            streams.append((model_cfg.audio_features, model_cfg.audio_dim))
+        for name, dim in streams:
+            if probe.feature_dim(name) != dim:
+                raise DensevidError(
+                    f"{cfg.features}/{name}: features are {probe.feature_dim(name)}-d "
+                    f"but the model reads {dim}-d (extracted with other options?)"
+                )
+        self.ctx = ctx
+        self.pad_id = tt.pad_id
+        self.train_set = VideoDataset(
+            self.train_videos,
+            cfg.features,
+            model_cfg,
+            tt,
+            crop=cfg.crop,
+            crop_min_fraction=cfg.crop_min_fraction,
+            hflip=cfg.hflip,
+            hflip_words=cfg.hflip_words,
+            concat=cfg.concat,
+            seed=cfg.seed,
+        )
+        if self.val_refs and ctx.dist.main:
+            first = self.val_refs[0]
+            if cfg.val_max_videos:
+                first = dict(list(first.items())[: cfg.val_max_videos])
+            self.val_set = VideoDataset(first, cfg.features, model_cfg, tt)
+
+    def micro_batches(self, step: int) -> Iterator[list[Part]]:
+        assert self.train_set is not None, "prepare() comes first"
+        data, dist = self.train_set, self.ctx.dist
+        data.set_epoch(epoch_of(len(data), step, self.cfg, dist))
+        for indices in step_indices(len(data), step, self.cfg, dist):
+            batch = collate([data[i] for i in indices], self.pad_id)
+            yield [Part("", to_device(batch, self.ctx.device))]
+
+    def evaluate(self, model: DenseVideoModel) -> dict[str, float] | None:
+        if self.val_set is None:
+            return None
+        return validate(model, self.val_set, self.val_refs, self.cfg)
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    verbose: bool = False,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Trains (or resumes) a fine-tuning run; returns a summary with the final and
+    best scores.
+
+    Args:
+        cfg: the run (see TrainConfig); ``output_dir`` receives ``last/``, ``best/``,
+            ``tokenizer/``, ``config.json`` (the run's config) and ``log.jsonl``.
+        verbose: a tqdm progress bar on the main process.
+        on_step: called on every process after each optimizer step with
+            (step, {"loss", "lr"}) — for tests and tooling.
+    """
+    cfg.verify()
+    require_java_for_validation(cfg)
+    return run(cfg, Finetune(cfg), verbose=verbose, on_step=on_step)

@@ -1,0 +1,85 @@
+"""The training losses: token cross-entropy (optionally with soft time targets) and
+the frame-event head's binary cross-entropy.
+
+Every objective, fine-tuning or pretraining, computes its loss on a batch here, so a
+change to the loss reaches all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from densevid.inputs import IGNORE_INDEX, model_inputs
+from densevid.model import unwrap
+
+
+def compute_loss(
+    model: torch.nn.Module,
+    batch: Mapping[str, Any],
+    label_smoothing: float,
+    event_loss_weight: float = 0.0,
+    time_sigma: float = 0.0,
+) -> tuple[torch.Tensor, int]:
+    """Token-mean cross-entropy (with label smoothing; time tokens' targets spread
+    over neighbouring bins with ``time_sigma``) and the token count, plus
+    ``event_loss_weight`` x the frame-event loss when the batch has its targets."""
+    labels = batch["labels"]
+    targets = batch.get("frame_targets") if event_loss_weight > 0 else None
+    out = model(labels, with_frames=targets is not None, **model_inputs(batch))
+    logits, frames = out if targets is not None else (out, None)  # (B, T, V)
+    if time_sigma > 0:
+        config = unwrap(model).config
+        loss = soft_time_cross_entropy(
+            logits,
+            labels,
+            config.time_offset,
+            config.n_time_tokens,
+            time_sigma,
+            label_smoothing,
+        )
+    else:
+        loss = F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]),
+            labels.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            label_smoothing=label_smoothing,
+        )
+    if frames is not None:
+        mask = batch["visual_mask"].unsqueeze(-1).float()
+        bce = F.binary_cross_entropy_with_logits(
+            frames.float(), targets, reduction="none"
+        )
+        loss = loss + event_loss_weight * (bce * mask).sum() / (3 * mask.sum())
+    return loss, int((labels != IGNORE_INDEX).sum())
+
+
+def soft_time_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    time_offset: int,
+    n_time_tokens: int,
+    sigma: float,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """``F.cross_entropy`` with label smoothing, except that a time token's target is
+    a Gaussian over the time bins (``sigma`` bins wide) centred on its bin: the
+    model learns that neighbouring bins are nearly right. -100 labels ignored."""
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    valid = labels != IGNORE_INDEX
+    ids = labels.clamp(min=0)
+    nll = -logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    is_time = valid & (ids >= time_offset) & (ids < time_offset + n_time_tokens)
+    if is_time.any():
+        bins = torch.arange(n_time_tokens, device=logits.device, dtype=torch.float32)
+        centre = (ids[is_time] - time_offset).float()
+        q = torch.exp(-0.5 * ((bins[None] - centre[:, None]) / sigma) ** 2)
+        q = q / q.sum(-1, keepdim=True)
+        time_logp = logp[is_time][:, time_offset : time_offset + n_time_tokens]
+        nll = nll.masked_scatter(is_time, -(q * time_logp).sum(-1))
+    smooth = -logp.mean(-1)
+    loss = (1 - label_smoothing) * nll + label_smoothing * smooth
+    return (loss * valid).sum() / valid.sum().clamp(min=1)
