@@ -2,8 +2,9 @@
 and back, each caption said the usual way, scored against the references.
 
 This is the best any model writing N time tokens can do on a split. It compares the
-floor quantisation of DESIGN.md (``k = floor(t / d * (N - 1))``) with the rounding
-``densevid.text.quantize_time`` uses; both decode ``t = k * d / (N - 1)``.
+starting design's floor quantisation, ``k = floor(t / d * (N - 1))`` (docs/design.md),
+with the rounding ``densevid.text.quantize_time`` uses; both decode
+``t = k * d / (N - 1)``.
 
     .venv/bin/python bench/quantisation_ceiling.py data/synth/test.json --bins 50 100
 """

@@ -1,9 +1,10 @@
 """Generation of time-token sequences and their parsing into events.
 
 Beam search (default 4 beams) or greedy search through transformers' ``generate``,
-with a grammar that keeps every sequence parseable (DESIGN.md): time tokens come in
-``start end`` pairs with ``end > start``, starts never go backwards, at least one text
-token follows each pair, and ``</s>`` may only close a complete event. Each event's
+with a grammar that keeps every sequence parseable (docs/design.md, "Decoding
+grammar"): time tokens come in ``start end`` pairs with ``end > start``, starts never
+go backwards, at least one text token follows each pair, and ``</s>`` may only close a
+complete event. Each event's
 score is the mean log-probability of its tokens under the model (a teacher-forced pass
 over the chosen sequence), so greedy and beam results are scored alike.
 

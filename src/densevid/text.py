@@ -2,20 +2,19 @@
 
 The joint model reads and writes one sequence per video in which every event is
 ``<time_s> <time_e> caption``. Times are relative: ``k = round(t / duration * (N - 1))``
-clipped to ``[0, N - 1]``, decoded as ``t = k * duration / (N - 1)``. Rounding, not
-DESIGN.md's floor: with floor every decoded time is early by half a bin on average,
-which on the synthetic test split caps F1 of exact events at 0.858 instead of 0.941
-(``bench/quantisation_ceiling.py``). The ``N`` time tokens are appended to the LM
-vocabulary with contiguous ids, so a token is a time token iff
-``time_offset <= id < time_offset + N``.
+clipped to ``[0, N - 1]``, decoded as ``t = k * duration / (N - 1)``. Rounding, not the
+starting design's floor (docs/design.md, "Time tokens and quantisation"): with floor
+every decoded time is early by half a bin on average, which on the synthetic test split
+caps F1 of exact events at 0.858 instead of 0.941 (``bench/quantisation_ceiling.py``).
+The ``N`` time tokens are appended to the LM vocabulary with contiguous ids, so a token
+is a time token iff ``time_offset <= id < time_offset + N``.
 
 Two tokenizers are supported:
 
 - a small BPE tokenizer trained here from the training captions with the ``tokenizers``
-  library (the offline case: tests and the bundled model), saved with
-  ``save_pretrained`` and loaded with ``AutoTokenizer.from_pretrained(local_dir)``;
-- any T5-family tokenizer by hub name or path (``t5-base``), to which the time tokens
-  are added.
+library (the offline case: tests and the bundled model), saved with ``save_pretrained``
+and loaded with ``AutoTokenizer.from_pretrained(local_dir)``; - any T5-family tokenizer
+by hub name or path (``t5-base``), to which the time tokens are added.
 
 ``T5Tokenizer(vocab_file=...)`` is deliberately not used: in transformers 5.x it maps
 every token to ``<unk>`` without complaint.
@@ -214,9 +213,9 @@ class TimeTokenizer:
         """Generated ids -> events, tolerant of any sequence.
 
         Reads ``<t_s> <t_e> text`` groups; stops at ``</s>``; drops groups with fewer
-        than two times, no text, or ``end <= start`` (DESIGN.md). Extra time tokens in a
-        row restart the group with the latest two. An event's score is the mean
-        log-probability of its tokens when ``token_logprobs`` is given;
+        than two times, no text, or ``end <= start`` (docs/design.md). Extra time
+        tokens in a row restart the group with the latest two. An event's score is
+        the mean log-probability of its tokens when ``token_logprobs`` is given;
         ``time_shifts`` (per position, in bins) place times between bins.
         """
         events: list[Event] = []
