@@ -450,8 +450,16 @@ def test_pretraining_lowers_both_losses_and_logs_them(narrated, tmp_path):
     assert text.replace(" ", "") == "TheBIGQuick-Fox,42!"
 
 
-def test_resume_continues_the_same_stream_and_weights(shards, tmp_path):
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_resume_continues_the_same_stream_and_weights(shards, tmp_path, dropout):
+    """With dropout the restored RNG must also be where it was: resuming draws no
+    random number the uninterrupted run did not."""
     corpus = str(shards[0].parent)
+    model = dict(TINY_MODEL, dropout=dropout)
+
+    def tiny_pretrain(*args, **kw):
+        return globals()["tiny_pretrain"](*args, model=model, **kw)
+
     full = pretrain(tiny_pretrain(corpus, tmp_path / "a", max_steps=6, save_every=3))
 
     def kill(step, _):

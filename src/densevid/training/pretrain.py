@@ -299,6 +299,9 @@ class Pretrain(Objective):
             batch_size=cfg.batch_size,
             collate_fn=Collator(self.tt.pad_id),
             num_workers=cfg.num_workers,
+            # starting to iterate draws a seed for the workers: from its own
+            # generator, not the global one that dropout resumes from
+            generator=torch.Generator().manual_seed(cfg.seed),
         )
         if dist.main and cfg.eval_every >= 0 and cfg.heldout_fraction > 0:
             for raw in heldout_samples(
