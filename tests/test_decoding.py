@@ -288,6 +288,27 @@ def test_cli_decoding_defaults_are_decoding_options_defaults(command):
     assert args.eos_bias == defaults.eos_bias
 
 
+@pytest.mark.parametrize("command", ["predict", "caption"])
+def test_cli_decoding_flags_are_made_from_decoding_options(command):
+    from dataclasses import fields
+
+    from densevid.cli import DECODING_HELP, build_parser, dataclass_from_flags
+
+    assert set(DECODING_HELP) == {f.name for f in fields(DecodingOptions)}
+    base = ["run", "--features", "f", "--annotations", "a", "-o", "o"]
+    argv = [command, *(base if command == "predict" else ["v.mp4", "-o", "o"])]
+    parser = build_parser()
+    assert dataclass_from_flags(DecodingOptions, parser.parse_args(argv)) == (
+        DecodingOptions()
+    )
+    flags = ["--method", "greedy", "--beam-size", "2", "--length-penalty", "0.5"]
+    for no_grammar in ("--no-constrained", "--no-constraint"):
+        args = parser.parse_args([*argv, *flags, no_grammar])
+        assert dataclass_from_flags(DecodingOptions, args) == DecodingOptions(
+            method="greedy", beam_size=2, length_penalty=0.5, constrained=False
+        )
+
+
 def _until_eos(row: list[int], eos: int) -> list[int]:
     return row[: row.index(eos) + 1] if eos in row else row
 

@@ -25,7 +25,7 @@ from densevid.events import (
     save_annotations,
 )
 from densevid.features.cache import save_features
-from densevid.inputs import sample_frames, sample_rows, select_blocks
+from densevid.inputs import sample_frames
 from densevid.training import TrainConfig, load_config, train
 from densevid.training.distributed import Dist
 from densevid.training.finetune import step_indices
@@ -100,59 +100,6 @@ def tiny_config(root: Path, out: str, **kw) -> TrainConfig:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return make_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-def test_select_blocks_by_the_sidecar_layout():
-    array = np.arange(12.0).reshape(2, 6)
-    meta = {
-        "layout": {
-            "rgb": {"start": 0, "stop": 3},
-            "edges": {"start": 3, "stop": 4},
-            "blobs": {"start": 4, "stop": 6},
-        }
-    }
-    assert select_blocks(array, meta, [], "x") is array
-    got = select_blocks(array, meta, ["blobs", "rgb"], "x")
-    assert got.tolist() == [[4, 5, 0, 1, 2], [10, 11, 6, 7, 8]]
-    with pytest.raises(
-        DensevidError, match=r"feats/pixels: no feature block \['motion'\]"
-    ):
-        select_blocks(array, meta, ["motion"], "feats/pixels")
-    with pytest.raises(DensevidError, match="has no blocks"):
-        select_blocks(array, {}, ["rgb"], "feats/clip")
-
-
-def test_sample_rows_uniform_and_repeated():
-    times = (np.arange(10) + 0.5) * 1.0
-    assert sample_rows(times, 0, 10, 5).tolist() == [1, 3, 5, 7, 9]
-    # fewer rows than slots: each row fills the slots of its own stretch of time
-    assert sample_rows(times, 0, 10, 20).tolist() == [i // 2 for i in range(20)]
-    assert sample_rows(times, 2.0, 4.0, 4).tolist() == [2, 2, 3, 3]
-    assert sample_rows(times, 20, 30, 3).tolist() == [9, 9, 9]  # never empty
-
-
-def test_interpolated_frames_show_the_video_at_each_slots_time():
-    times = (np.arange(10) + 0.5) * 1.0  # rows at 0.5, 1.5, ... 9.5 s
-    array = np.stack([times, -times], 1).astype(np.float16)  # a row holds its time
-    # 5 slots over 10 s stand at 1, 3, 5, 7, 9 s: the nearest rows are at 1.5, 3.5 ...
-    nearest = sample_frames(array, times, 0, 10, 5)
-    assert nearest[:, 0].tolist() == [1.5, 3.5, 5.5, 7.5, 9.5]
-    blended = sample_frames(array, times, 0, 10, 5, interpolate=True)
-    assert blended.dtype == np.float32
-    np.testing.assert_allclose(
-        blended, np.stack([[1, 3, 5, 7, 9], [-1, -3, -5, -7, -9]], 1)
-    )
-    # slots before the first row or after the last one hold that row
-    edges = sample_frames(array, times, 0, 10, 20, interpolate=True)[:, 0]
-    assert edges[0] == 0.5 and edges[-1] == 9.5
-    np.testing.assert_allclose(edges[1:-1], (np.arange(1, 19) + 0.5) * 0.5)
-    # a crop window, and a video of one row
-    np.testing.assert_allclose(
-        sample_frames(array, times, 2.0, 4.0, 4, interpolate=True)[:, 0],
-        [2.25, 2.75, 3.25, 3.75],
-    )
-    one = sample_frames(array[:1], times[:1], 0, 1, 3, interpolate=True)
-    assert one.shape == (3, 2) and (one[:, 0] == 0.5).all()
 
 
 def test_crop_keeps_mostly_inside_events_shifted():
@@ -436,6 +383,23 @@ def test_config_overrides_and_errors(tmp_path):
     for bad in ("ema=1", "ema=-0.1"):
         with pytest.raises(DensevidError, match="ema"):
             load_config(path, [bad]).verify()
+
+
+def test_validation_decoding_is_a_section_and_old_keys_still_read(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train_annotations: a.json\nfeatures: f\n")
+    cfg = load_config(path, ["decoding.method=beam", "decoding.eos_bias=-1"])
+    assert cfg.decoding.method == "beam" and cfg.decoding.eos_bias == -1.0
+    assert load_config(path).decoding.method == "greedy"  # validation's default
+    # configs written before the section existed
+    old = load_config(path, ["val_method=beam", "val_beam_size=2"])
+    assert (old.decoding.method, old.decoding.beam_size) == ("beam", 2)
+    with pytest.raises(DensevidError, match="unknown decoding keys"):
+        load_config(path, ["decoding.beams=3"])
+    with pytest.raises(DensevidError, match="train config: decoding: decoding method"):
+        load_config(path, ["decoding.method=sample"]).verify()
+    saved = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert saved.decoding == cfg.decoding  # the run's config.json reads back
 
 
 def _weights(ckpt: Path) -> dict[str, torch.Tensor]:

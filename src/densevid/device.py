@@ -13,14 +13,14 @@ from densevid.errors import DensevidError
 
 
 def resolve_device(
-    device: str | torch.device | None, what: str = "device"
+    device: str | torch.device | None, what: str = "densevid"
 ) -> torch.device:
     """``auto`` (or None) -> CUDA when a GPU is visible, else the CPU; anything
     else as given, checked.
 
     Args:
         device: auto, cpu, cuda or cuda:N.
-        what: how the error names the option (``"train config: device"``).
+        what: what the error names as asking for the device (``"train config"``).
     """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

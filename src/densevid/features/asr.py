@@ -152,7 +152,7 @@ class AsrExtractor(Extractor):
                 self._engine = ps.Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
             elif cfg.engine == "whisper":
                 whisper = require("whisper", "openai-whisper", "asr engine 'whisper'")
-                dev = resolve_device(cfg.device, "asr: device")
+                dev = resolve_device(cfg.device, "asr")
                 self._engine = _load_engine(
                     lambda: whisper.load_model(cfg.model or "base", device=dev), cfg
                 )
@@ -160,7 +160,7 @@ class AsrExtractor(Extractor):
                 fw = require(
                     "faster_whisper", "faster-whisper", "asr engine 'faster-whisper'"
                 )
-                kind = resolve_device(cfg.device, "asr: device").type
+                kind = resolve_device(cfg.device, "asr").type
                 self._engine = _load_engine(
                     lambda: fw.WhisperModel(cfg.model or "base", device=kind), cfg
                 )

@@ -91,7 +91,7 @@ def load_clip(
     """Loads CLIPVisionModelWithProjection from a hub name or a local directory."""
     from transformers import CLIPVisionModelWithProjection
 
-    dev = resolve_device(device, "clip: device")
+    dev = resolve_device(device, "clip")
     try:
         net = CLIPVisionModelWithProjection.from_pretrained(model)
     except (OSError, ValueError) as e:

@@ -190,7 +190,7 @@ def run(
     """
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    kind = resolve_device(cfg.device, f"{cfg.KIND}: device").type
+    kind = resolve_device(cfg.device, cfg.KIND).type
     dist = init_distributed(kind)
     try:
         device = (
