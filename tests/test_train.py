@@ -394,7 +394,7 @@ def test_validation_decoding_is_a_section_and_old_keys_still_read(tmp_path):
     # configs written before the section existed
     old = load_config(path, ["val_method=beam", "val_beam_size=2"])
     assert (old.decoding.method, old.decoding.beam_size) == ("beam", 2)
-    with pytest.raises(DensevidError, match="unknown decoding keys"):
+    with pytest.raises(DensevidError, match="train config: decoding: unknown keys"):
         load_config(path, ["decoding.beams=3"])
     with pytest.raises(DensevidError, match="train config: decoding: decoding method"):
         load_config(path, ["decoding.method=sample"]).verify()

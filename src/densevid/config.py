@@ -12,12 +12,14 @@ import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from densevid.errors import DensevidError
+
+T = TypeVar("T")
 
 METHODS = ("beam", "greedy")  # decoding's search methods
 # a number YAML 1.1 reads as a string: no dot before the exponent (3e-4)
@@ -53,6 +55,14 @@ def coerce_numbers(obj: Any) -> None:
         ):
             raise DensevidError(f"config: {f.name} must be an integer: {value!r}")
         object.__setattr__(obj, f.name, cast)
+
+
+def dataclass_from_dict(cls: type[T], d: Mapping[str, Any], what: str) -> T:
+    """``cls(**d)``, with one error naming the keys ``cls`` does not have."""
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise DensevidError(f"{what}: unknown keys {sorted(unknown)}")
+    return cls(**dict(d))
 
 
 def parse_value(raw: str) -> Any:
@@ -219,12 +229,8 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise DensevidError(f"model config: unknown keys {sorted(unknown)}")
-        return cls(**d)
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
+        return dataclass_from_dict(cls, d, "model config")
 
     def save(self, path: str | os.PathLike) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Self
 
-from densevid.config import ModelConfig, coerce_numbers, read_config_dict
+from densevid.config import (
+    ModelConfig,
+    coerce_numbers,
+    dataclass_from_dict,
+    read_config_dict,
+)
 from densevid.decoding import DecodingOptions
 from densevid.errors import DensevidError
 from densevid.pretrain_data import MEAN_SPAN, NOISE_DENSITY
@@ -90,11 +95,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Self:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise DensevidError(f"{cls.KIND}: unknown keys {sorted(unknown)}")
-        return cls(**dict(d))
+        return dataclass_from_dict(cls, d, cls.KIND)
 
     @classmethod
     def load(
@@ -149,13 +150,9 @@ class TrainConfig(RunConfig):
                 [self.val_annotations] if self.val_annotations else []
             )
         if isinstance(self.decoding, Mapping):
-            known = {f.name for f in fields(DecodingOptions)}
-            unknown = set(self.decoding) - known
-            if unknown:
-                raise DensevidError(
-                    f"{self.KIND}: unknown decoding keys {sorted(unknown)}"
-                )
-            self.decoding = DecodingOptions(**self.decoding)
+            self.decoding = dataclass_from_dict(
+                DecodingOptions, self.decoding, f"{self.KIND}: decoding"
+            )
         coerce_numbers(self.decoding)
 
     def verify(self) -> Self:
