@@ -23,6 +23,7 @@ from densevid.decoding import Decodable, DecodingOptions, decode
 from densevid.errors import DensevidError
 from densevid.events import Event, VideoEvents
 from densevid.inputs import collate, make_item, row_times, select_blocks, to_device
+from densevid.video import decode_checked, probe
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class CaptionOptions:
         min_length: drop events shorter than this (seconds).
         score_threshold: drop events whose score (mean token log-probability, <= 0)
             is below this.
+        allow_partial: caption the decodable part of a truncated or damaged video
+            (the events' duration is that part's) instead of refusing it.
     """
 
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
@@ -52,6 +55,7 @@ class CaptionOptions:
     max_events: int | None = None
     min_length: float = 0.0
     score_threshold: float | None = None
+    allow_partial: bool = False
 
     def verify(self) -> CaptionOptions:
         self.decoding.verify()
@@ -92,13 +96,14 @@ def caption(
     Returns:
         the video's events, sorted by start, with scores; ``duration`` is the video's.
     """
-    from densevid.video import probe
-
     options = (options or CaptionOptions()).verify()
     path = Path(video)
     tic = time.perf_counter()
     info = probe(path)
-    streams = extract_streams(model, path, info.duration)
+    streams, duration = extract_streams(
+        model, path, info.duration, allow_partial=options.allow_partial
+    )
+    info = replace(info, duration=duration)
     toc = time.perf_counter()
     video_id = path.stem
     events: list[Event] = []
@@ -119,8 +124,14 @@ def caption(
     return VideoEvents(video_id, tuple(events), info.duration).sorted()
 
 
-def extract_streams(model: Decodable, path: Path, duration: float) -> dict[str, Any]:
-    """Runs the extractors the model reads, with the options it was trained with."""
+def extract_streams(
+    model: Decodable, path: Path, duration: float, *, allow_partial: bool = False
+) -> tuple[dict[str, Any], float]:
+    """Runs the extractors the model reads, with the options it was trained with.
+
+    Returns the streams and the video's duration: ``duration``, or the part that
+    could be decoded of a truncated video (``allow_partial``; refused otherwise).
+    """
     from densevid.features import get_extractor
 
     cfg = model.config
@@ -132,7 +143,13 @@ def extract_streams(model: Decodable, path: Path, duration: float) -> dict[str, 
     streams: dict[str, Any] = {}
     for name in names:
         extractor = get_extractor(name, **cfg.extractor_options.get(name, {}))
-        result = extractor(path)
+        result, decoded = decode_checked(
+            lambda extractor=extractor: extractor(path),
+            path,
+            allow_partial=allow_partial,
+        )
+        if decoded is not None:
+            duration = min(duration, decoded)
         if result.is_speech:
             streams[name] = result.segments
         else:
@@ -140,7 +157,7 @@ def extract_streams(model: Decodable, path: Path, duration: float) -> dict[str, 
             if name == cfg.visual_features:
                 array = select_blocks(array, result.meta, cfg.visual_blocks, name)
             streams[name] = (array, row_times(result.meta, len(array), duration))
-    return streams
+    return streams, duration
 
 
 def window_length(model: Decodable, options: CaptionOptions) -> float:

@@ -18,9 +18,10 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import av.error
@@ -29,6 +30,8 @@ import numpy as np
 from densevid.errors import DensevidError
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SAMPLE_RATE = 16000  # Hz, the audio rate every speech and audio model here expects
 # Never seek for a gap shorter than this (s): decoding forward is cheaper.
@@ -50,6 +53,24 @@ INTERPOLATION = "AREA"  # swscale filter: area averaging avoids aliasing when sh
 
 class NoAudioError(DensevidError):
     """The video has no audio stream (normal for many videos; callers may skip)."""
+
+
+class TruncatedVideoWarning(UserWarning):
+    """The decodable part of a file ends before the end its container declares.
+
+    ``read_frames`` and ``read_audio`` return what they could decode with this
+    warning; ``decode_checked`` turns it into ``TruncatedVideoError`` unless the
+    caller allows partial videos.
+    """
+
+    def __init__(self, message: str, decoded_s: float, declared_s: float) -> None:
+        super().__init__(message)
+        self.decoded_s = decoded_s  # seconds that could be decoded
+        self.declared_s = declared_s  # seconds the container declares
+
+
+class TruncatedVideoError(DensevidError):
+    """A truncated or damaged video refused, since its events would be made up."""
 
 
 class VideoDecodeError(DensevidError):
@@ -159,9 +180,14 @@ def read_frames(
             raise VideoDecodeError(f"{path}: no decodable video frames")
         if not complete:
             last = times[-1] if times else 0.0
+            period = 1.0 / info.fps if info.fps else 0.0
             warnings.warn(
-                f"{path}: truncated or damaged, decoded frames up to {last:.2f} s of "
-                f"{info.duration:.2f} s; returning {len(frames)} frames",
+                TruncatedVideoWarning(
+                    f"{path}: truncated or damaged, decoded frames up to {last:.2f} s "
+                    f"of {info.duration:.2f} s; returning {len(frames)} frames",
+                    decoded_s=min(last + period, info.duration),
+                    declared_s=info.duration,
+                ),
                 stacklevel=2,
             )
         arrays = np.stack(frames)
@@ -186,6 +212,7 @@ def read_audio(
         if not container.streams.audio:
             raise NoAudioError(f"{path}: has no audio stream")
         stream = container.streams.audio[0]
+        declared = float(container.duration or 0) / av.time_base
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
         damaged = None
@@ -200,12 +227,57 @@ def read_audio(
             chunks.append(out.to_ndarray().reshape(-1))
     audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     if damaged is not None:
+        decoded = len(audio) / sample_rate
         warnings.warn(
-            f"{path}: audio truncated or damaged after {len(audio) / sample_rate:.2f} s"
-            f" ({damaged})",
+            TruncatedVideoWarning(
+                f"{path}: audio truncated or damaged after {decoded:.2f} s ({damaged})",
+                decoded_s=decoded,
+                declared_s=declared or decoded,
+            ),
             stacklevel=2,
         )
     return np.clip(audio.astype(np.float32, copy=False), -1.0, 1.0)
+
+
+def decode_checked(
+    decode: Callable[[], T], path: str | os.PathLike, *, allow_partial: bool = False
+) -> tuple[T, float | None]:
+    """Runs ``decode`` (something that reads ``path``) under densevid's rule for
+    damaged files: a file whose decodable part ends early is refused, since a model
+    would describe events in the part that was never seen, unless ``allow_partial``.
+
+    Returns:
+        what ``decode`` returned, and the seconds that could be decoded when the
+        file is truncated and allowed (None when it is whole).
+
+    Raises:
+        TruncatedVideoError: truncated and not allowed; the message says how much
+            could be read.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = decode()
+    decoded: float | None = None
+    declared = 0.0
+    for w in caught:
+        if isinstance(w.message, TruncatedVideoWarning):
+            decoded = min(decoded or math.inf, w.message.decoded_s)
+            declared = max(declared, w.message.declared_s)
+        else:  # not ours to judge: passed on as it came
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if decoded is None:
+        return result, None
+    if not allow_partial:
+        raise TruncatedVideoError(
+            f"{path}: truncated or damaged: only {decoded:.2f} s of its "
+            f"{declared:.2f} s can be decoded (--allow-partial uses that part)"
+        )
+    warnings.warn(
+        f"{path}: truncated or damaged: using the {decoded:.2f} s of its "
+        f"{declared:.2f} s that can be decoded",
+        stacklevel=2,
+    )
+    return result, decoded
 
 
 # --- opening and probing -----------------------------------------------------------

@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -31,7 +33,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from densevid.errors import DensevidError
+from densevid.errors import DensevidError, plural
 from densevid.features import cache
 from densevid.features.registry import (
     Extractor,
@@ -40,6 +42,7 @@ from densevid.features.registry import (
     parse_feature_list,
 )
 from densevid.files import find_videos
+from densevid.video import decode_checked
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +62,28 @@ class ExtractReport:
     shards: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
+    @property
+    def failed_videos(self) -> set[str]:
+        """Videos with at least one stream that failed."""
+        return {vid for vid, _, _ in self.failed}
+
+    @property
+    def extracted_videos(self) -> set[str]:
+        """Videos whose streams were all written, some of them by this run."""
+        return {vid for vid, _ in self.done} - self.failed_videos
+
+    @property
+    def n_complete_before(self) -> int:
+        """Videos this run found complete and left alone."""
+        touched = self.failed_videos | {vid for vid, _ in self.done}
+        return len({vid for vid, _ in self.skipped} - touched)
+
     def summary(self) -> str:
-        """Several lines: counts, then one line per failure."""
+        """Several lines: counts of videos, then one line per failed stream."""
         lines = [
-            f"{self.n_videos} videos in {self.seconds:.1f} s: "
-            f"{len(self.done)} extracted, {len(self.skipped)} already complete, "
-            f"{len(self.failed)} failed"
+            f"{plural(self.n_videos, 'video')} in {self.seconds:.1f} s: "
+            f"{len(self.extracted_videos)} extracted, {self.n_complete_before} "
+            f"already complete, {len(self.failed_videos)} failed"
         ]
         lines += [f"  failed {vid} [{ext}]: {why}" for vid, ext, why in self.failed]
         if self.shards:
@@ -124,6 +143,7 @@ def extract_features(
     webdataset: bool = False,
     shard_size: int = WDS_MAXCOUNT,
     recursive: bool = True,
+    allow_partial: bool = False,
     verbose: bool = True,
 ) -> ExtractReport:
     """Extracts ``features`` for every video into ``out_dir`` (see module docstring).
@@ -131,6 +151,8 @@ def extract_features(
     Args:
         videos: video files and/or directories holding them.
         recursive: look for videos in the directories' subfolders too.
+        allow_partial: extract the decodable part of a truncated or damaged video
+            (its sidecar's duration is that part's) instead of failing it.
         out_dir: the FEATURES directory (``out_dir/<extractor>/<video_id>.*``).
         features: extractor names, e.g. ("pixels", "logmel") or "pixels,logmel".
         options: per extractor, its Config fields, e.g. {"clip": {"fps": 2.0}}.
@@ -156,7 +178,7 @@ def extract_features(
         raise DensevidError(f"workers must be >= 1, got {workers}")
     paths = videos_by_id(videos, recursive=recursive)[index::count]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out)
     for name in names:
         _clean_stale(out / name)
 
@@ -212,9 +234,10 @@ def extract_features(
         try:
             if workers == 1 or len(todo) <= 1:
                 for p, missing in todo:
-                    record(process_video(p, out, {n: extractors[n] for n in missing}))
+                    exs = {n: extractors[n] for n in missing}
+                    record(process_video(p, out, exs, allow_partial=allow_partial))
             else:
-                _run_pool(todo, out, names, options, workers, record)
+                _run_pool(todo, out, names, options, workers, record, allow_partial)
         finally:
             bar.close()
     report.done.sort()
@@ -231,6 +254,19 @@ def extract_features(
     return report
 
 
+def prepare_output_dir(out: Path) -> None:
+    """Creates the FEATURES directory, or says in one line why it cannot be one,
+    before any video is read."""
+    if out.exists() and not out.is_dir():
+        raise DensevidError(f"{out}: exists and is not a directory (-o takes a folder)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DensevidError(f"{out}: cannot create it ({e.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise DensevidError(f"{out}: not writable")
+
+
 def preflight(ex: Extractor) -> None:
     """Loads what the extractor needs now (models, packages), if it can."""
     load = getattr(ex, "load", None)
@@ -239,9 +275,16 @@ def preflight(ex: Extractor) -> None:
 
 
 def process_video(
-    path: Path, out: Path, extractors: Mapping[str, Extractor]
+    path: Path,
+    out: Path,
+    extractors: Mapping[str, Extractor],
+    *,
+    allow_partial: bool = False,
 ) -> list[tuple[str, str, str | None]]:
     """Runs each extractor on one video and writes its output.
+
+    A truncated or damaged video fails (``video.decode_checked``) unless
+    ``allow_partial``; then its outputs' duration is the part that could be decoded.
 
     Returns (video id, extractor, None or the failure's one-line reason) per extractor.
     """
@@ -249,7 +292,11 @@ def process_video(
     vid = path.stem
     for name, ex in extractors.items():
         try:
-            res = ex(path)
+            res, decoded = decode_checked(
+                lambda ex=ex: ex(path), path, allow_partial=allow_partial
+            )
+            if decoded is not None:
+                res.meta["duration"] = decoded
             if res.is_speech:
                 cache.save_speech(out, name, vid, res.segments or [], res.meta)
             else:
@@ -270,34 +317,54 @@ def process_video(
 # --- worker processes --------------------------------------------------------------
 
 _WORKER_EXTRACTORS: dict[str, Extractor] = {}
+PARENT_CHECK_S = 1.0  # how often a worker looks whether the main process still lives
 
 
 def _init_worker(
-    names: list[str], options: dict[str, dict[str, Any]], n_threads: int
+    names: list[str],
+    options: dict[str, dict[str, Any]],
+    n_threads: int,
+    parent: int,
 ) -> None:
     import torch
 
+    # Ctrl-C reaches the whole process group: the main process decides what stops
+    # (it cancels the queue and ends the workers), so a worker does not die mid-file
+    # with a traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     torch.set_num_threads(n_threads)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     for n in names:
         _WORKER_EXTRACTORS[n] = get_extractor(n, **options.get(n, {}))
 
 
-def _work(path: Path, out: Path, missing: list[str]):
-    return process_video(path, out, {n: _WORKER_EXTRACTORS[n] for n in missing})
+def _exit_with_parent(parent: int) -> None:
+    """Ends this worker soon after the main process is gone (killed by SIGKILL, it
+    could not end its workers): they would otherwise go on through their queue."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
 
 
-def _run_pool(todo, out, names, options, workers, record) -> None:
+def _work(path: Path, out: Path, missing: list[str], allow_partial: bool):
+    extractors = {n: _WORKER_EXTRACTORS[n] for n in missing}
+    return process_video(path, out, extractors, allow_partial=allow_partial)
+
+
+def _run_pool(todo, out, names, options, workers, record, allow_partial) -> None:
     n_threads = max(1, (os.cpu_count() or 1) // workers)
     # spawn, not fork: a forked torch (OpenMP threads, CUDA) can deadlock.
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=get_context("spawn"),
         initializer=_init_worker,
-        initargs=(names, options, n_threads),
-    ) as pool:
+        initargs=(names, options, n_threads, os.getpid()),
+    )
+    try:
         futures = {
-            pool.submit(_work, p, out, missing): (p, missing) for p, missing in todo
+            pool.submit(_work, p, out, missing, allow_partial): (p, missing)
+            for p, missing in todo
         }
         for fut in as_completed(futures):
             p, missing = futures[fut]
@@ -310,6 +377,21 @@ def _run_pool(todo, out, names, options, workers, record) -> None:
                         for n in missing
                     ]
                 )
+    except BaseException:
+        # interrupted: drop the queue and end the workers now; every file is
+        # written atomically, so a worker stopped mid-video leaves no half file
+        _terminate(pool)
+        raise
+    pool.shutdown()
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    processes = list((pool._processes or {}).values())  # no public handle on them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
 
 
 # --- webdataset --------------------------------------------------------------------
