@@ -105,7 +105,7 @@ def test_command_writes_files_and_reports_bad_inputs(checkpoint, tmp_path, capsy
     assert any("empty.mp4" in line for line in errors)
     assert any("notes.mp4" in line for line in errors)
     assert any("nope.mp4: no such file" in line for line in errors)
-    assert "captioned 1 videos" in captured.out
+    assert "captioned 1 video (1 event)" in captured.out
     assert sorted(p.name for p in out.iterdir()) == [
         "good.html",
         "good.json",

@@ -179,12 +179,14 @@ def test_find_videos_errors(tmp_path):
         videos_by_id([tmp_path])
 
 
-def test_cli_strict_and_listing(corpus, tmp_path, capsys):
+def test_cli_exit_status_and_listing(corpus, tmp_path, capsys):
+    # one video of three fails: partial failure, exit 1, with or without --strict
     assert (
-        main(["extract", str(corpus), "-o", str(tmp_path), "--features", "pixels"]) == 0
+        main(["extract", str(corpus), "-o", str(tmp_path), "--features", "pixels"]) == 1
     )
     err = capsys.readouterr().err
     assert "failed broken [pixels]" in err
+    assert "3 videos in" in err and "2 extracted, 0 already complete, 1 failed" in err
     rc = main(
         [
             "extract",

@@ -63,6 +63,6 @@ def test_caption_and_extract_take_the_same_recursion_flag(command, tree, tmp_pat
 def test_caption_reports_what_it_could_not_find(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["-q", "caption", str(empty), "-o", str(tmp_path / "out")]) == 1
+    assert main(["-q", "caption", str(empty), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert f"error: {empty}: no video files" in err

@@ -358,7 +358,7 @@ def test_cli(tmp_path, capsys):
     assert "3 videos (train 1, val 1, test 1)" in text
     assert "events per video" in text and "vocabulary" in text
     assert main(["synth", str(out), "--stats"]) == 0
-    assert "train: 1 videos" in capsys.readouterr().out
+    assert "train: 1 video, " in capsys.readouterr().out
     assert main(["synth", str(tmp_path / "x")]) == 2
     assert "give --videos" in capsys.readouterr().err
     assert main(["synth", str(tmp_path / "y"), "--videos", "2", "--split", "1,2"]) == 2

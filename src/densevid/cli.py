@@ -9,16 +9,35 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, fields
 from typing import Any
 
+from densevid import __version__
 from densevid.config import METHODS, DecodingOptions, parse_value
-from densevid.errors import DensevidError
+from densevid.errors import DensevidError, plural
 
 logger = logging.getLogger("densevid")
+
+# Exit statuses (README, "Exit status and interruption")
+EXIT_OK = 0  # every requested output was written
+EXIT_PARTIAL = 1  # some inputs failed; the others were done
+EXIT_USAGE = 2  # a bad argument or input, said in one line; nothing was done
+EXIT_FAILED = 3  # every input failed; nothing was written
+EXIT_SIGINT = 130  # interrupted (Ctrl-C): what was complete is kept
+EXIT_SIGTERM = 143  # terminated (SIGTERM): likewise
+
+
+def exit_status(n_done: int, n_failed: int) -> int:
+    """0 when nothing failed, 1 when some inputs failed and others were done, 3
+    when every one failed."""
+    if n_failed == 0:
+        return EXIT_OK
+    return EXIT_PARTIAL if n_done else EXIT_FAILED
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -106,6 +125,15 @@ def _add_recursive_option(p: argparse.ArgumentParser) -> None:
         action="store_false",
         help="look for videos only at the top of the directories given, not in "
         "their subfolders",
+    )
+
+
+def _add_partial_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="use the decodable part of a truncated or damaged video (its true "
+        "duration) instead of failing it",
     )
 
 
@@ -218,7 +246,12 @@ def add_extract(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite", action="store_true", help="redo outputs that are complete"
     )
-    p.add_argument("--strict", action="store_true", help="exit 1 if any video failed")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="kept for old scripts: any failed video already gives a non-zero exit",
+    )
+    _add_partial_option(p)
     p.add_argument(
         "--webdataset",
         action="store_true",
@@ -294,10 +327,12 @@ def run_extract(args: argparse.Namespace) -> int:
         webdataset=args.webdataset,
         shard_size=args.shard_size,
         recursive=args.recursive,
+        allow_partial=args.allow_partial,
         verbose=not args.quiet,
     )
     print(report.summary(), file=sys.stderr)
-    return 1 if (args.strict and report.failed) else 0
+    n_done = len(report.extracted_videos) + report.n_complete_before
+    return exit_status(n_done, len(report.failed_videos))
 
 
 # --- train -------------------------------------------------------------------------
@@ -391,11 +426,14 @@ def run_predict(args: argparse.Namespace) -> int:
             f"error: {video_id}: no '{name}' features in {args.features}",
             file=sys.stderr,
         )
+    n_missing = len({video_id for video_id, _ in missing})
     videos = {k: v for k, v in videos.items() if k not in {m[0] for m in missing}}
     if not videos:
-        raise DensevidError(
-            f"{args.features}: no video of {args.annotations} has features"
+        print(
+            f"error: {args.features}: no video of {args.annotations} has features",
+            file=sys.stderr,
         )
+        return EXIT_FAILED
     dataset = VideoDataset(videos, args.features, cfg, model.time_tokenizer)
     dataset.check_options(cfg)
     preds, stats = decode_dataset(
@@ -404,10 +442,11 @@ def run_predict(args: argparse.Namespace) -> int:
     save_submission([preds[k] for k in videos if k in preds], args.output)
     n_events = sum(len(v) for v in preds.values())
     print(
-        f"{args.output}: {len(preds)} videos, {n_events} events; references: "
-        f"log-likelihood {stats.per_token:.4f}/token, perplexity {stats.perplexity:.3f}"
+        f"{args.output}: {plural(len(preds), 'video')}, {plural(n_events, 'event')}; "
+        f"references: log-likelihood {stats.per_token:.4f}/token, perplexity "
+        f"{stats.perplexity:.3f}"
     )
-    return 1 if missing else 0
+    return exit_status(len(preds), n_missing)
 
 
 # --- synth -------------------------------------------------------------------------
@@ -495,7 +534,8 @@ def run_synth(args: argparse.Namespace) -> int:
             verbose=not args.quiet,
         )
         sizes = ", ".join(f"{s} {len(v)}" for s, v in splits.items())
-        print(f"{args.out}: {sum(len(v) for v in splits.values())} videos ({sizes})")
+        n_videos = sum(len(v) for v in splits.values())
+        print(f"{args.out}: {plural(n_videos, 'video')} ({sizes})")
     else:
         splits = {}
         for split in SPLITS:
@@ -673,6 +713,7 @@ def add_caption(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("videos", nargs="+", help="video files or directories of videos")
     _add_recursive_option(p)
+    _add_partial_option(p)
     p.add_argument(
         "--model",
         action="append",
@@ -717,6 +758,7 @@ def run_caption(args: argparse.Namespace) -> int:
         max_events=args.max_events,
         min_length=args.min_length,
         score_threshold=args.score_threshold,
+        allow_partial=args.allow_partial,
     ).verify()
     missing: dict[str, str] = {}
     videos = find_videos(args.videos, recursive=args.recursive, problems=missing)
@@ -724,7 +766,7 @@ def run_caption(args: argparse.Namespace) -> int:
         print(f"error: {path}: {problem}", file=sys.stderr)
     if not videos:
         print("error: no video to caption", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     model = load_models(args.model or ["default"], device=args.device)
     done, failed, timings = caption_many(
         model,
@@ -746,10 +788,10 @@ def run_caption(args: argparse.Namespace) -> int:
             f"generation {timings.generation:.1f} s)"
         )
     print(
-        f"captioned {len(done)} videos ({n_events} events) into {args.output_dir}, "
-        f"{len(failed) + len(missing)} failed{speed}"
+        f"captioned {plural(len(done), 'video')} ({plural(n_events, 'event')}) into "
+        f"{args.output_dir}, {len(failed) + len(missing)} failed{speed}"
     )
-    return 1 if failed or missing else 0
+    return exit_status(len(done), len(failed) + len(missing))
 
 
 # --- main --------------------------------------------------------------------------
@@ -774,6 +816,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
         epilog="run 'densevid COMMAND --help' for a command's options and an example",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -783,7 +828,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is so that it unwinds as for Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def _os_error_line(e: OSError) -> str:
+    """``[Errno 13] Permission denied: 'x'`` -> ``x: permission denied``."""
+    what = e.strerror or type(e).__name__
+    where = e.filename if e.filename is not None else ""
+    return f"{where}: {what[:1].lower()}{what[1:]}" if where else what
+
+
+def report_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
+    """Prints the run's warnings as densevid's own lines, once each: the same
+    problem met by several videos (``VIDEO: problem``) is one line that counts
+    them, not one line per video with a source line."""
+    by_problem: dict[str, list[str]] = {}
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        subject, sep, problem = text.partition(": ")
+        if not sep or " " in subject:
+            subject, problem = "", text
+        by_problem.setdefault(problem, []).append(subject)
+    for problem, subjects in by_problem.items():
+        named = sorted({s for s in subjects if s})
+        if len(named) <= 1:
+            prefix = f"{named[0]}: " if named else ""
+            print(f"warning: {prefix}{problem}", file=sys.stderr)
+            continue
+        shown = ", ".join(named[:MAX_NAMED]) + (
+            ", ..." if len(named) > MAX_NAMED else ""
+        )
+        print(
+            f"warning: {problem} ({plural(len(named), 'input')}: {shown})",
+            file=sys.stderr,
+        )
+
+
+MAX_NAMED = 5  # inputs a gathered warning names before "..."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; returns its exit status (see ``EXIT_*``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     level = (
@@ -791,11 +881,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.basicConfig(level=level, format="%(message)s")
     _, run = COMMANDS[args.command]
-    try:
-        return run(args)
-    except DensevidError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = (
+        signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+            warnings.simplefilter("ignore", category)  # libraries' notes to developers
+        try:
+            return run(args)
+        except DensevidError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as e:  # a path the user gave: unreadable, unwritable, missing
+            print(f"error: {_os_error_line(e)}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_SIGINT
+        except Terminated:
+            print("terminated", file=sys.stderr)
+            return EXIT_SIGTERM
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous)
+            report_warnings(caught)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from densevid.errors import plural
 from densevid.events import VideoEvents
 
 WORD_RE = re.compile(r"[a-z]+")
@@ -79,7 +80,8 @@ def format_stats(name: str, stats: dict[str, Any]) -> str:
         )
 
     lines = [
-        f"{name}: {stats['videos']} videos, {stats['events']} events",
+        f"{name}: {plural(stats['videos'], 'video')}, "
+        f"{plural(stats['events'], 'event')}",
         row("events per video", "events_per_video"),
         row("video duration", "video_duration_s", " s"),
         row("event length", "event_length_s", " s"),
