@@ -231,10 +231,16 @@ def caption_many(
 
     from densevid.writers import get_writer
 
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise DensevidError(
+            f"{out_dir}: exists and is not a directory (-o takes a folder)"
+        )
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DensevidError(f"{out_dir}: cannot create the output directory") from e
+        raise DensevidError(
+            f"{out_dir}: cannot create the output directory ({e.strerror})"
+        ) from e
     if not os.access(out_dir, os.W_OK):
         raise DensevidError(f"{out_dir}: output directory is not writable")
     writer = get_writer(formats, out_dir)

@@ -765,7 +765,8 @@ def run_caption(args: argparse.Namespace) -> int:
     for path, problem in missing.items():
         print(f"error: {path}: {problem}", file=sys.stderr)
     if not videos:
-        print("error: no video to caption", file=sys.stderr)
+        if not missing:
+            print("error: no video to caption", file=sys.stderr)
         return EXIT_USAGE
     model = load_models(args.model or ["default"], device=args.device)
     done, failed, timings = caption_many(

@@ -98,7 +98,10 @@ def read_config_dict(
         try:
             data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
-            raise DensevidError(f"{p}: not valid YAML ({e})") from e
+            mark = getattr(e, "problem_mark", None)
+            where = f"line {mark.line + 1}: " if mark is not None else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise DensevidError(f"{p}: not valid YAML ({where}{problem})") from e
         if not isinstance(data, dict):
             raise DensevidError(f"{p}: expected a mapping of config keys")
     for item in overrides:
