@@ -390,3 +390,32 @@ def test_workers_exit_when_the_main_process_is_killed(many_videos, tmp_path):
         time.sleep(0.2)
     assert not alive(workers), "workers (or the resource tracker) outlived the kill"
     assert not list((out / "pixels").glob(".*.tmp"))
+
+
+# --- warnings ----------------------------------------------------------------------
+
+
+def test_the_same_warning_over_many_videos_is_one_line(capsys):
+    import warnings as w
+
+    from densevid.cli import report_warnings
+    from densevid.events import Event, VideoEvents
+    from densevid.writers import WriteChapters
+
+    writer = WriteChapters(".")
+    with w.catch_warnings(record=True) as caught:
+        w.simplefilter("always")
+        for vid in ("a", "b", "c", "d", "e", "f", "g"):
+            writer.format_result(VideoEvents(vid, (), 10.0))  # no chapter: no warning
+            one = VideoEvents(vid, (Event(1.0, 5.0, "the only event"),), 10.0)
+            writer.format_result(one)
+        w.warn("sample.mp4: something else", stacklevel=1)
+        w.warn("a problem without a subject", stacklevel=1)
+    report_warnings(caught)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "warning: fewer than 3 chapters, which YouTube does not show as chapters "
+        "(7 inputs: a, b, c, d, e, ...)",
+        "warning: sample.mp4: something else",
+        "warning: a problem without a subject",
+    ]
