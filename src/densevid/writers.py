@@ -19,6 +19,7 @@ import math
 import os
 import re
 import urllib.parse
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -265,11 +266,11 @@ class WriteChapters(ResultWriter):
             video, min_length_s=self.min_length_s, intro_title=self.intro_title
         )
         if 0 < len(found) < MIN_CHAPTERS:
-            logger.info(
-                "%s: only %d chapters; YouTube shows chapters from %d on",
-                video.video_id,
-                len(found),
-                MIN_CHAPTERS,
+            # one warning per video, worded alike, so the CLI gathers them in one line
+            warnings.warn(
+                f"{video.video_id}: fewer than {MIN_CHAPTERS} chapters, which "
+                "YouTube does not show as chapters",
+                stacklevel=2,
             )
         lines = [
             f"{format_timestamp(t, digits=0, compact=True)} {title}\n"
