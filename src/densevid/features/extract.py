@@ -23,13 +23,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +40,7 @@ from densevid.features.registry import (
 )
 from densevid.files import find_videos
 from densevid.video import decode_checked
+from densevid.workers import stoppable_pool
 
 logger = logging.getLogger(__name__)
 
@@ -317,34 +315,17 @@ def process_video(
 # --- worker processes --------------------------------------------------------------
 
 _WORKER_EXTRACTORS: dict[str, Extractor] = {}
-PARENT_CHECK_S = 1.0  # how often a worker looks whether the main process still lives
 
 
 def _init_worker(
-    names: list[str],
-    options: dict[str, dict[str, Any]],
-    n_threads: int,
-    parent: int,
+    names: list[str], options: dict[str, dict[str, Any]], n_threads: int
 ) -> None:
     import torch
 
-    # Ctrl-C reaches the whole process group: the main process decides what stops
-    # (it cancels the queue and ends the workers), so a worker does not die mid-file
-    # with a traceback of its own
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     torch.set_num_threads(n_threads)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     for n in names:
         _WORKER_EXTRACTORS[n] = get_extractor(n, **options.get(n, {}))
-
-
-def _exit_with_parent(parent: int) -> None:
-    """Ends this worker soon after the main process is gone (killed by SIGKILL, it
-    could not end its workers): they would otherwise go on through their queue."""
-    while os.getppid() == parent:
-        time.sleep(PARENT_CHECK_S)
-    os._exit(1)
 
 
 def _work(path: Path, out: Path, missing: list[str], allow_partial: bool):
@@ -355,13 +336,12 @@ def _work(path: Path, out: Path, missing: list[str], allow_partial: bool):
 def _run_pool(todo, out, names, options, workers, record, allow_partial) -> None:
     n_threads = max(1, (os.cpu_count() or 1) // workers)
     # spawn, not fork: a forked torch (OpenMP threads, CUDA) can deadlock.
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=get_context("spawn"),
+    with stoppable_pool(
+        workers,
         initializer=_init_worker,
-        initargs=(names, options, n_threads, os.getpid()),
-    )
-    try:
+        initargs=(names, options, n_threads),
+        start_method="spawn",
+    ) as pool:
         futures = {
             pool.submit(_work, p, out, missing, allow_partial): (p, missing)
             for p, missing in todo
@@ -377,21 +357,6 @@ def _run_pool(todo, out, names, options, workers, record, allow_partial) -> None
                         for n in missing
                     ]
                 )
-    except BaseException:
-        # interrupted: drop the queue and end the workers now; every file is
-        # written atomically, so a worker stopped mid-video leaves no half file
-        _terminate(pool)
-        raise
-    pool.shutdown()
-
-
-def _terminate(pool: ProcessPoolExecutor) -> None:
-    processes = list((pool._processes or {}).values())  # no public handle on them
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in processes:
-        proc.terminate()
-    for proc in processes:
-        proc.join(timeout=5)
 
 
 # --- webdataset --------------------------------------------------------------------

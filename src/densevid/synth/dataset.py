@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from densevid.synth.audio import SAMPLE_RATE, espeak_available, mix_speech, rend
 from densevid.synth.language import caption, narration, write_vtt
 from densevid.synth.render import render_frames
 from densevid.synth.world import FRAME_SIZE, WorldConfig, plan_scene
+from densevid.workers import stoppable_pool
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def generate(
             results[job.video_id] = _run_job(job, str(videos_dir))
             progress.update(1)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with stoppable_pool(workers) as pool:
             futures = {
                 pool.submit(_run_job, job, str(videos_dir)): job.video_id
                 for job in jobs
