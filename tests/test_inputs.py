@@ -10,6 +10,7 @@ from densevid.errors import DensevidError
 from densevid.inputs import (
     IGNORE_INDEX,
     collate,
+    join_streams,
     make_item,
     model_inputs,
     sample_frames,
@@ -112,3 +113,15 @@ def test_collate_pads_with_masks_and_ignored_labels():
     assert batch["labels"].tolist() == [[0, IGNORE_INDEX, IGNORE_INDEX], [0, 1, 2]]
     assert set(model_inputs(batch)) == {"visual", "visual_mask"}
     assert batch["durations"].dtype == torch.float32
+
+
+def test_join_streams_resamples_onto_the_first_streams_rows():
+    t_a = np.array([0.5, 1.5, 2.5, 3.5])  # 1 row/s
+    a = np.stack([t_a, t_a], 1).astype(np.float32)
+    t_b = np.array([1.0, 3.0])  # 0.5 row/s, a row holds its time
+    b = t_b[:, None].astype(np.float32)
+    rows, times = join_streams([(a, t_a), (b, t_b)])
+    assert rows.shape == (4, 3) and times is t_a
+    np.testing.assert_allclose(rows[:, :2], a)
+    # b at 0.5 and 3.5 s is held at its end rows; between, interpolated
+    np.testing.assert_allclose(rows[:, 2], [1.0, 1.5, 2.5, 3.0])

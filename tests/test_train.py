@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from densevid.checkpoint import load_model
 from densevid.cli import main
 from densevid.data import crop_events, frame_event_targets
 from densevid.errors import DensevidError
@@ -24,7 +25,7 @@ from densevid.events import (
     load_submission,
     save_annotations,
 )
-from densevid.features.cache import save_features
+from densevid.features.cache import load_features, save_features
 from densevid.inputs import sample_frames
 from densevid.training import TrainConfig, load_config, train
 from densevid.training.distributed import Dist
@@ -432,6 +433,51 @@ def test_training_lowers_loss_and_writes_checkpoints(corpus):
     assert val["perplexity"] == pytest.approx(math.exp(-val["log_likelihood"]))
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "val" in r] == [15, 30]
+
+
+def add_two_streams(root: Path) -> None:
+    """Each video's pixels rows split into two streams at other rates: ``rgb`` (the
+    first 4 dims, every row) and ``flow`` (the last 2 dims, every second row)."""
+    for vid in load_annotations(root / "train.json"):
+        array, meta = load_features(root / "features", "pixels", vid)
+        times = np.asarray(meta["timestamps"])
+        for name, cols, rows in (
+            ("rgb", slice(0, 4), slice(None)),
+            ("flow", slice(4, 6), slice(0, None, 2)),
+        ):
+            m = dict(meta, timestamps=times[rows].tolist())
+            save_features(root / "features", name, vid, array[rows, cols], m)
+
+
+@pytest.mark.parametrize("fusion", ["concat", "sum"])
+def test_a_model_reads_several_visual_streams(corpus, fusion, tmp_path):
+    add_two_streams(corpus)
+    model = dict(TINY_MODEL, visual_features=["rgb", "flow"], visual_fusion=fusion)
+    cfg = tiny_config(corpus, f"two_{fusion}", model=model, max_steps=4)
+    train(cfg)
+    trained = load_model(Path(cfg.output_dir) / "last")
+    assert trained.config.visual_features == "rgb,flow"
+    assert trained.config.visual_dim == 6 and trained.config.visual_stream_dims == [
+        4,
+        2,
+    ]
+    per_stream = any("in_norm.norms.1" in k for k in trained.state_dict())
+    assert per_stream == (fusion == "sum")
+    assert set(trained.config.extractor_options) == {"rgb", "flow"}
+    preds = tmp_path / "preds.json"
+    argv = ["predict", str(Path(cfg.output_dir) / "last"), "--features"]
+    argv += [str(corpus / "features"), "--annotations", str(corpus / "val.json")]
+    assert main([*argv, "-o", str(preds), "--method", "greedy"]) == 0
+    assert set(load_submission(preds)) == set(load_annotations(corpus / "val.json"))
+
+
+def test_several_streams_refuse_what_reads_one(tmp_path):
+    from densevid.config import ModelConfig
+
+    with pytest.raises(DensevidError, match="visual_blocks selects blocks of one"):
+        ModelConfig(visual_features="a,b", visual_blocks=["rgb"])
+    with pytest.raises(DensevidError, match="visual_fusion must be one of"):
+        ModelConfig(visual_fusion="max")
 
 
 KILL_SCRIPT = """

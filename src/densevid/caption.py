@@ -22,7 +22,14 @@ import torch
 from densevid.decoding import Decodable, DecodingOptions, decode
 from densevid.errors import DensevidError
 from densevid.events import Event, VideoEvents
-from densevid.inputs import collate, make_item, row_times, select_blocks, to_device
+from densevid.inputs import (
+    collate,
+    join_streams,
+    make_item,
+    row_times,
+    select_blocks,
+    to_device,
+)
 from densevid.video import decode_checked, probe
 
 logger = logging.getLogger(__name__)
@@ -135,7 +142,7 @@ def extract_streams(
     from densevid.features import get_extractor
 
     cfg = model.config
-    names = [cfg.visual_features]
+    names = list(cfg.visual_streams)
     if cfg.use_audio:
         names.append(cfg.audio_features)
     if cfg.use_speech:
@@ -154,9 +161,12 @@ def extract_streams(
             streams[name] = result.segments
         else:
             array = np.asarray(result.array, dtype=np.float32)
-            if name == cfg.visual_features:
+            if name == cfg.visual_features:  # one stream: its blocks
                 array = select_blocks(array, result.meta, cfg.visual_blocks, name)
             streams[name] = (array, row_times(result.meta, len(array), duration))
+    if len(cfg.visual_streams) > 1:
+        parts = [streams.pop(name) for name in cfg.visual_streams]
+        streams[cfg.visual_features] = join_streams(parts)
     return streams, duration
 
 

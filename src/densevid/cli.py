@@ -175,38 +175,63 @@ def add_check(sub: argparse._SubParsersAction) -> None:
     p = _subparser(
         sub,
         "check",
-        "validate annotation or submission files and summarise them",
-        "densevid check val_1.json preds.json",
+        "validate annotation or submission files and summarise them; a "
+        "submission gets the warnings densevid eval would give, in its words",
+        "densevid check preds.json -r val_1.json val_2.json",
     )
     p.add_argument("files", nargs="+", help="annotation or submission JSON files")
     p.add_argument(
+        "-r",
+        "--references",
+        nargs="+",
+        help="reference files: also match each submission's video ids and "
+        "durations to them, as densevid eval does",
+    )
+    p.add_argument(
         "--strict",
         action="store_true",
-        help="treat reversed segments and ends past the duration as errors",
+        help="make every warning an error: for a submission, what the official "
+        "scorer would not take as written (densevid eval --strict refuses the "
+        "same); for annotations, reversed segments and ends past the duration",
     )
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from densevid.events import load_annotations, load_submission, read_json
+    from densevid.events import (
+        is_submission,
+        load_annotations,
+        load_submission,
+        read_json,
+    )
 
+    refs = None
+    if args.references:  # densevid.metrics only when asked: it loads numpy and more
+        from densevid.metrics.submission import load_references, match_submission
+
+        refs = load_references(args.references)
     failed = 0
     for path in args.files:
         try:
             data = read_json(path)
-            is_submission = isinstance(data, dict) and (
-                "results" in data
-                or (data and all(isinstance(v, list) for v in data.values()))
-            )
+            matched = None
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                if is_submission:
-                    videos = load_submission(path)
+                if is_submission(data):
+                    videos = load_submission(path, strict=args.strict)
                     kind = "submission"
+                    if refs is not None:
+                        matched = match_submission(
+                            videos, refs, strict=args.strict, source=str(path)
+                        )
                 else:
                     videos = load_annotations(path, strict=args.strict)
                     kind = "annotations"
             n_events = sum(len(v) for v in videos.values())
-            print(f"{path}: {kind}, {len(videos)} videos, {n_events} events")
+            line = f"{path}: {kind}, {len(videos)} videos, {n_events} events"
+            if matched is not None:
+                n_refs = len({v for r in refs for v in r})
+                line += f"; {len(matched)} of the {n_refs} reference videos predicted"
+            print(line)
             for w in caught:
                 print(f"  warning: {w.message}")
         except DensevidError as e:
@@ -412,7 +437,7 @@ def run_predict(args: argparse.Namespace) -> int:
     model = load_models(args.checkpoints, device=args.device)
     videos = load_annotations(args.annotations)
     cfg = model.config
-    streams = [cfg.visual_features]
+    streams = list(cfg.visual_streams)
     streams += [cfg.audio_features] if cfg.use_audio else []
     streams += [cfg.speech_features] if cfg.use_speech else []
     missing = {
@@ -665,6 +690,15 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--json", metavar="OUT", help="also write the scores as JSON ('-': stdout only)"
     )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a submission with anything the official scorer would not take "
+        "as written (negative, reversed or zero-length times, empty or duplicate "
+        "events, another file shape or field names, unknown or loosely matched "
+        "video ids, events past the video's end) instead of one warning per kind; "
+        "densevid check --strict -r refuses the same",
+    )
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -687,6 +721,7 @@ def run_eval(args: argparse.Namespace) -> int:
         f1=args.f1,
         skip_missing=args.skip_missing,
         n_workers=args.workers,
+        strict=args.strict,
     )
     if args.json == "-":
         print(json.dumps(scores, indent=1))

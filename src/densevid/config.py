@@ -22,6 +22,7 @@ from densevid.errors import DensevidError
 T = TypeVar("T")
 
 METHODS = ("beam", "greedy")  # decoding's search methods
+VISUAL_FUSIONS = ("concat", "sum")  # how several visual streams enter the model
 # a number YAML 1.1 reads as a string: no dot before the exponent (3e-4)
 EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
@@ -140,7 +141,17 @@ class ModelConfig:
             sidecar's layout (pixels: rgb, edges, motion, blobs); empty: all.
         visual_features / audio_features / speech_features: extractor names the
             features are read from (``FEATURES/<extractor>/<video_id>.npy``); empty
-            strings turn the audio / speech streams off.
+            strings turn the audio / speech streams off. ``visual_features`` may
+            name several streams joined by commas (``i3d_rgb,i3d_flow``, a YAML
+            list reads the same): each stream's rows are resampled onto the first
+            stream's row times and the rows are concatenated per time step.
+        visual_fusion: how several visual streams enter the model: ``concat``
+            normalises the concatenated row as one vector; ``sum`` normalises each
+            stream on its own (a linear projection of the concatenation is then the
+            sum of per-stream projections), so a stream of large values cannot
+            drown the others.
+        visual_stream_dims: each visual stream's dimension (filled in when the
+            model is built; empty for one stream).
         audio_dim: dimension of the audio features (0: no audio stream).
         n_audio_frames: audio steps sampled per video.
         max_speech_tokens / max_target_tokens: sequence caps (tokens).
@@ -184,6 +195,8 @@ class ModelConfig:
     visual_dim: int = 0
     visual_features: str = "pixels"
     visual_blocks: list[str] = field(default_factory=list)
+    visual_fusion: str = "concat"
+    visual_stream_dims: list[int] = field(default_factory=list)
     n_temporal_layers: int = 2
     n_temporal_heads: int = 8
     temporal_conv: int = 0
@@ -202,7 +215,19 @@ class ModelConfig:
     standardize: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.visual_features, list | tuple):
+            self.visual_features = ",".join(self.visual_features)
         coerce_numbers(self)
+        if self.visual_fusion not in VISUAL_FUSIONS:
+            raise DensevidError(
+                f"model config: visual_fusion must be one of {VISUAL_FUSIONS}: "
+                f"{self.visual_fusion!r}"
+            )
+        if len(self.visual_streams) > 1 and self.visual_blocks:
+            raise DensevidError(
+                "model config: visual_blocks selects blocks of one stream; with "
+                f"several ({self.visual_features}) leave it empty"
+            )
         for name in ("n_time_tokens", "n_frames", "d_model", "n_temporal_heads"):
             if getattr(self, name) < 1:
                 raise DensevidError(f"model config: {name} must be >= 1")
@@ -219,6 +244,11 @@ class ModelConfig:
                 "model config: temporal_conv must be 0 (none) or an odd kernel size: "
                 f"{self.temporal_conv}"
             )
+
+    @property
+    def visual_streams(self) -> list[str]:
+        """The extractor names ``visual_features`` joins (one, most often)."""
+        return [n.strip() for n in self.visual_features.split(",") if n.strip()]
 
     @property
     def use_audio(self) -> bool:

@@ -32,7 +32,7 @@ import torch
 from densevid.config import ModelConfig
 from densevid.errors import DensevidError
 from densevid.events import Event, VideoEvents
-from densevid.inputs import row_times, sample_frames, select_blocks
+from densevid.inputs import join_streams, row_times, sample_frames, select_blocks
 from densevid.text import TimeTokenizer
 
 logger = logging.getLogger(__name__)
@@ -201,6 +201,11 @@ class VideoDataset(torch.utils.data.Dataset):
             raise DensevidError(f"concat must be a probability in [0, 1], got {concat}")
         if concat > 0 and crop:
             raise DensevidError("concat and crop cannot be combined: choose one")
+        if hflip > 0 and len(config.visual_streams) > 1:
+            raise DensevidError(
+                "hflip mirrors one pixels stream; the model reads several "
+                f"({config.visual_features}): set hflip=0"
+            )
         self.concat = concat
         self.durations = np.array([float(v.duration) for v in self.videos])
         self.seed = seed
@@ -225,7 +230,7 @@ class VideoDataset(torch.utils.data.Dataset):
 
         cfg, video_id = self.config, self.videos[0].video_id
         options = {}
-        for name in (cfg.visual_features, cfg.audio_features if cfg.use_audio else ""):
+        for name in [*cfg.visual_streams, cfg.audio_features if cfg.use_audio else ""]:
             if name:
                 options[name] = load_features(self.root, name, video_id)[1].get(
                     "config", {}
@@ -269,6 +274,10 @@ class VideoDataset(torch.utils.data.Dataset):
         key = (extractor, video.video_id)
         if self._cache is not None and key in self._cache:
             return self._cache[key]
+        if "," in extractor:  # several visual streams read as one (join_streams)
+            parts = [self._stream(name, video) for name in extractor.split(",")]
+            array, times = join_streams([(p.array, p.times) for p in parts])
+            return Stream(array, times)
         array, meta = load_features(self.root, extractor, video.video_id)
         mirrored = None
         if extractor == self.config.visual_features:

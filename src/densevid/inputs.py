@@ -79,15 +79,41 @@ def sample_frames(
     """
     if not interpolate:
         return array[sample_rows(times, start, end, n)]
-    if len(times) == 1:
-        return np.repeat(array[:1].astype(np.float32), n, axis=0)
     slot = start + (np.arange(n) + 0.5) * (end - start) / n
-    hi = np.clip(np.searchsorted(times, slot, side="right"), 1, len(times) - 1)
+    return resample_rows(array, times, slot)
+
+
+def resample_rows(array: np.ndarray, times: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """A stream's rows at other times (``grid``), each dimension interpolated
+    linearly between the rows around it (held constant before the first row and
+    after the last)."""
+    if len(times) == 1:
+        return np.repeat(array[:1].astype(np.float32), len(grid), axis=0)
+    hi = np.clip(np.searchsorted(times, grid, side="right"), 1, len(times) - 1)
     lo = hi - 1
     gap = np.maximum(times[hi] - times[lo], 1e-9)
-    w = np.clip((slot - times[lo]) / gap, 0.0, 1.0)[:, None].astype(np.float32)
+    w = np.clip((grid - times[lo]) / gap, 0.0, 1.0)[:, None].astype(np.float32)
     a = array[lo].astype(np.float32)
     return a + w * (array[hi].astype(np.float32) - a)
+
+
+def join_streams(
+    streams: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Several streams of one video as one: the others' rows resampled onto the
+    first stream's row times, and concatenated per row (``visual_features`` naming
+    several streams, e.g. I3D RGB and flow, or CLIP and I3D at other rates).
+
+    Args:
+        streams: (rows (T_i, D_i), row times (T_i,)) per stream, the grid first.
+
+    Returns:
+        rows (T_0, sum D_i) and the first stream's row times (T_0,).
+    """
+    grid = streams[0][1]
+    parts = [streams[0][0].astype(np.float32)]
+    parts += [resample_rows(array, times, grid) for array, times in streams[1:]]
+    return np.concatenate(parts, axis=1), grid
 
 
 def make_item(

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -51,6 +52,7 @@ class TemporalEncoder(nn.Module):
         input_norm: bool = True,
         standardize: bool = False,
         conv_kernel: int = 0,
+        stream_dims: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.standardize = standardize
@@ -59,7 +61,12 @@ class TemporalEncoder(nn.Module):
             self.register_buffer("in_std", torch.ones(d_in))
         # features mix blocks of different scales (pixels: colours, edges, motion;
         # CLIP: large norms): normalising each frame first makes one lr fit all
-        self.in_norm = nn.LayerNorm(d_in) if input_norm else nn.Identity()
+        # (several streams with visual_fusion "sum": each stream normalised alone)
+        self.in_norm: nn.Module = nn.Identity()
+        if input_norm:
+            self.in_norm = (
+                StreamNorm(stream_dims) if stream_dims else nn.LayerNorm(d_in)
+            )
         self.proj = nn.Linear(d_in, d_model)
         self.conv: nn.Module | None = None
         if conv_kernel:
@@ -110,6 +117,21 @@ class TemporalEncoder(nn.Module):
         if self.layers is not None:
             h = self.layers(h, src_key_padding_mask=~mask)
         return self.norm(h) * mask.unsqueeze(-1)
+
+
+class StreamNorm(nn.Module):
+    """A LayerNorm per stream of a row that concatenates several streams, so that a
+    linear projection of the result is the sum of each stream's own projection of
+    its normalised features (``ModelConfig.visual_fusion = "sum"``)."""
+
+    def __init__(self, dims: Sequence[int]) -> None:
+        super().__init__()
+        self.dims = list(dims)
+        self.norms = nn.ModuleList(nn.LayerNorm(d) for d in self.dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(x, self.dims, dim=-1)  # each (B, T, D_i)
+        return torch.cat([n(p) for n, p in zip(self.norms, parts, strict=True)], -1)
 
 
 class TimePointerHead(nn.Module):
@@ -181,6 +203,7 @@ class DenseVideoModel(nn.Module):
             config.input_norm,
             config.standardize,
             config.temporal_conv,
+            config.visual_stream_dims if config.visual_fusion == "sum" else (),
         )
         self.audio = (
             TemporalEncoder(

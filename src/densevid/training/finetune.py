@@ -147,6 +147,10 @@ class Finetune(Objective):
         tt = TimeTokenizer(tokenizer, model_cfg.n_time_tokens)
         probe = self._probe(model_cfg, tt)
         model_cfg.visual_dim = probe.feature_dim(model_cfg.visual_features)
+        if len(model_cfg.visual_streams) > 1:
+            model_cfg.visual_stream_dims = [
+                probe.feature_dim(name) for name in model_cfg.visual_streams
+            ]
         if model_cfg.audio_features:
             model_cfg.audio_dim = probe.feature_dim(model_cfg.audio_features)
         self._record_inputs(model_cfg, tt)

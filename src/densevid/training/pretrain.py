@@ -71,6 +71,11 @@ PART_NAMES = {"generative": "gen_loss", "denoising": "den_loss"}
 
 def open_corpus(cfg: PretrainConfig, model: ModelConfig) -> CorpusSource:
     """The corpus source the config names (features directory or shards)."""
+    if len(model.visual_streams) > 1:
+        raise DensevidError(
+            f"{cfg.KIND}: pretraining reads one visual stream, not "
+            f"{model.visual_features}"
+        )
     kind = cfg.corpus_format
     if kind == "auto":
         p = Path(cfg.corpus)
