@@ -471,6 +471,32 @@ def test_a_model_reads_several_visual_streams(corpus, fusion, tmp_path):
     assert set(load_submission(preds)) == set(load_annotations(corpus / "val.json"))
 
 
+def test_caption_reads_features_densevid_cannot_compute_from_a_directory(
+    corpus, tmp_path, capsys
+):
+    from test_features_extract import make_video
+
+    for vid in load_annotations(corpus / "train.json"):  # "tsp": not an extractor
+        array, meta = load_features(corpus / "features", "pixels", vid)
+        save_features(corpus / "features", "tsp", vid, array, meta)
+    model = dict(TINY_MODEL, visual_features="tsp")
+    cfg = tiny_config(corpus, "tsp", model=model, max_steps=2)
+    train(cfg)
+    video = make_video(tmp_path / "clip.mp4", seconds=4.0)
+    argv = ["caption", str(video), "--model", str(Path(cfg.output_dir) / "last")]
+    argv += ["-o", str(tmp_path / "out"), "--method", "greedy", "--format", "json"]
+    assert main(["-q", *argv]) == 3
+    err = capsys.readouterr().err
+    assert "the model reads 'tsp' features, which densevid cannot compute" in err
+    feats = tmp_path / "feats"
+    times = np.arange(8) * 0.5 + 0.25
+    rows = np.zeros((8, DIM), np.float32)
+    meta = {"fps": 2.0, "duration": 4.0, "timestamps": times}
+    save_features(feats, "tsp", "clip", rows, meta)
+    assert main(["-q", *argv, "--features", str(feats)]) == 0
+    assert (tmp_path / "out" / "clip.json").is_file()
+
+
 def test_several_streams_refuse_what_reads_one(tmp_path):
     from densevid.config import ModelConfig
 

@@ -22,6 +22,17 @@ import torch
 from densevid.decoding import Decodable, DecodingOptions, decode
 from densevid.errors import DensevidError
 from densevid.events import Event, VideoEvents
+from densevid.features import (
+    Extractor,
+    FeatureResult,
+    available_extractors,
+    feature_paths,
+    get_extractor,
+    has_features,
+    load_features,
+    load_speech,
+)
+from densevid.features.cache import load_speech_meta
 from densevid.inputs import (
     collate,
     join_streams,
@@ -91,6 +102,7 @@ def caption(
     options: CaptionOptions | None = None,
     *,
     timings: Timings | None = None,
+    features_dir: str | os.PathLike | None = None,
 ) -> VideoEvents:
     """Finds and describes the events of one video file.
 
@@ -99,6 +111,9 @@ def caption(
         video: path of the video file.
         options: decoding and filtering options.
         timings: if given, stage times are added to it.
+        features_dir: a FEATURES directory with streams precomputed for this video
+            (by file stem), read instead of extracted: the way in for features
+            densevid cannot compute (TSP, C3D, I3D...).
 
     Returns:
         the video's events, sorted by start, with scores; ``duration`` is the video's.
@@ -108,7 +123,11 @@ def caption(
     tic = time.perf_counter()
     info = probe(path)
     streams, duration = extract_streams(
-        model, path, info.duration, allow_partial=options.allow_partial
+        model,
+        path,
+        info.duration,
+        allow_partial=options.allow_partial,
+        features_dir=features_dir,
     )
     info = replace(info, duration=duration)
     toc = time.perf_counter()
@@ -132,15 +151,20 @@ def caption(
 
 
 def extract_streams(
-    model: Decodable, path: Path, duration: float, *, allow_partial: bool = False
+    model: Decodable,
+    path: Path,
+    duration: float,
+    *,
+    allow_partial: bool = False,
+    features_dir: str | os.PathLike | None = None,
 ) -> tuple[dict[str, Any], float]:
-    """Runs the extractors the model reads, with the options it was trained with.
+    """Runs the extractors the model reads, with the options it was trained with,
+    or reads a stream precomputed for this video from ``features_dir`` (the only
+    way in for features densevid cannot compute, such as TSP or I3D).
 
     Returns the streams and the video's duration: ``duration``, or the part that
     could be decoded of a truncated video (``allow_partial``; refused otherwise).
     """
-    from densevid.features import get_extractor
-
     cfg = model.config
     names = list(cfg.visual_streams)
     if cfg.use_audio:
@@ -149,12 +173,15 @@ def extract_streams(
         names.append(cfg.speech_features)
     streams: dict[str, Any] = {}
     for name in names:
-        extractor = get_extractor(name, **cfg.extractor_options.get(name, {}))
-        result, decoded = decode_checked(
-            lambda extractor=extractor: extractor(path),
-            path,
-            allow_partial=allow_partial,
-        )
+        if features_dir is not None and has_features(features_dir, name, path.stem):
+            result, decoded = read_precomputed(features_dir, name, path.stem), None
+        else:
+            extractor = get_extractor_for(name, cfg.extractor_options, features_dir)
+            result, decoded = decode_checked(
+                lambda extractor=extractor: extractor(path),
+                path,
+                allow_partial=allow_partial,
+            )
         if decoded is not None:
             duration = min(duration, decoded)
         if result.is_speech:
@@ -168,6 +195,37 @@ def extract_streams(
         parts = [streams.pop(name) for name in cfg.visual_streams]
         streams[cfg.visual_features] = join_streams(parts)
     return streams, duration
+
+
+def get_extractor_for(
+    name: str,
+    options: dict[str, dict[str, Any]],
+    features_dir: str | os.PathLike | None,
+) -> Extractor:
+    """The extractor of a stream the model reads, built with its training options;
+    for a stream densevid cannot compute, one line saying how to give it."""
+    if name not in available_extractors():
+        where = f"in {features_dir} " if features_dir is not None else ""
+        raise DensevidError(
+            f"the model reads '{name}' features, which densevid cannot compute from "
+            f"a video and found none {where}for it: give them precomputed with "
+            f"--features DIR (DIR/{name}/<video>.npy, as 'densevid import' writes)"
+        )
+    return get_extractor(name, **options.get(name, {}))
+
+
+def read_precomputed(
+    features_dir: str | os.PathLike, name: str, video_id: str
+) -> FeatureResult:
+    """A stream of the feature cache, as its extractor would have returned it."""
+    npy, sidecar = feature_paths(features_dir, name, video_id)
+    if not npy.exists():
+        segments = load_speech(features_dir, name, video_id)
+        return FeatureResult(
+            load_speech_meta(features_dir, name, video_id), None, segments
+        )
+    array, meta = load_features(features_dir, name, video_id)
+    return FeatureResult(meta, np.asarray(array, dtype=np.float32))
 
 
 def window_length(model: Decodable, options: CaptionOptions) -> float:
@@ -230,6 +288,7 @@ def caption_many(
     options: CaptionOptions | None = None,
     formats: str = "json,srt,vtt,html",
     verbose: bool = True,
+    features_dir: str | os.PathLike | None = None,
 ) -> tuple[dict[str, VideoEvents], dict[str, str], Timings]:
     """Captions several videos and writes each one's files; a failing video is
     recorded and the rest go on.
@@ -268,7 +327,9 @@ def caption_many(
     with torch.inference_mode():
         for v in tqdm(videos, desc="caption", unit="video", disable=not verbose):
             try:
-                events = caption(model, v, options, timings=timings)
+                events = caption(
+                    model, v, options, timings=timings, features_dir=features_dir
+                )
                 writer(events, video_path=str(v))
                 done[str(v)] = events
             except DensevidError as e:

@@ -750,6 +750,13 @@ def add_caption(sub: argparse._SubParsersAction) -> None:
     _add_recursive_option(p)
     _add_partial_option(p)
     p.add_argument(
+        "--features",
+        metavar="DIR",
+        help="a FEATURES directory with streams precomputed for these videos (by "
+        "file name), read instead of extracted: needed for features densevid "
+        "cannot compute (tsp, c3d, i3d...: densevid import writes them)",
+    )
+    p.add_argument(
         "--model",
         action="append",
         help="'default' (the bundled model, which knows only the synthetic world), "
@@ -811,6 +818,7 @@ def run_caption(args: argparse.Namespace) -> int:
         options=options,
         formats=args.format,
         verbose=not args.quiet,
+        features_dir=args.features,
     )
     for problem in failed.values():
         print(f"error: {problem}", file=sys.stderr)
