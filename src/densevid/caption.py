@@ -4,7 +4,10 @@
 ``DenseVideoModel.caption`` run. The model sees a fixed number of frames per pass, so a
 video much longer than the training videos is captioned in overlapping windows whose
 events are merged: an event found in two windows is kept once (the one with the
-better score), which is what a user expects from a chapter list.
+better score), which is what a user expects from a chapter list. A video whose
+features lie far outside those the model was trained on gets one
+``OutOfDomainWarning`` (``densevid.domain``): its captions describe the training
+world, not the video.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,13 @@ import numpy as np
 import torch
 
 from densevid.decoding import Decodable, DecodingOptions, decode
+from densevid.domain import (
+    DomainCheck,
+    DomainStats,
+    OutOfDomainWarning,
+    check_video,
+    domain_message,
+)
 from densevid.errors import DensevidError
 from densevid.events import Event, VideoEvents
 from densevid.features import (
@@ -103,6 +115,7 @@ def caption(
     *,
     timings: Timings | None = None,
     features_dir: str | os.PathLike | None = None,
+    notices: list[str] | None = None,
 ) -> VideoEvents:
     """Finds and describes the events of one video file.
 
@@ -114,22 +127,31 @@ def caption(
         features_dir: a FEATURES directory with streams precomputed for this video
             (by file stem), read instead of extracted: the way in for features
             densevid cannot compute (TSP, C3D, I3D...).
+        notices: if given, receives the line of a warning about the video (the
+            HTML report shows it).
 
     Returns:
         the video's events, sorted by start, with scores; ``duration`` is the video's.
+
+    Warns:
+        OutOfDomainWarning: once, when the video's features lie far outside those
+            the model was trained on.
     """
     options = (options or CaptionOptions()).verify()
     path = Path(video)
     tic = time.perf_counter()
     info = probe(path)
+    raw: dict[str, np.ndarray] = {}
     streams, duration = extract_streams(
         model,
         path,
         info.duration,
         allow_partial=options.allow_partial,
         features_dir=features_dir,
+        raw=raw,
     )
     info = replace(info, duration=duration)
+    warn_out_of_domain(model, path, raw, notices)
     toc = time.perf_counter()
     video_id = path.stem
     events: list[Event] = []
@@ -157,6 +179,7 @@ def extract_streams(
     *,
     allow_partial: bool = False,
     features_dir: str | os.PathLike | None = None,
+    raw: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], float]:
     """Runs the extractors the model reads, with the options it was trained with,
     or reads a stream precomputed for this video from ``features_dir`` (the only
@@ -164,6 +187,8 @@ def extract_streams(
 
     Returns the streams and the video's duration: ``duration``, or the part that
     could be decoded of a truncated video (``allow_partial``; refused otherwise).
+    ``raw``, when given, receives each dense stream's rows with all their blocks,
+    before the model's are selected (the domain check reads them).
     """
     cfg = model.config
     names = list(cfg.visual_streams)
@@ -188,6 +213,8 @@ def extract_streams(
             streams[name] = result.segments
         else:
             array = np.asarray(result.array, dtype=np.float32)
+            if raw is not None:
+                raw[name] = array
             if name == cfg.visual_features:  # one stream: its blocks
                 array = select_blocks(array, result.meta, cfg.visual_blocks, name)
             streams[name] = (array, row_times(result.meta, len(array), duration))
@@ -195,6 +222,41 @@ def extract_streams(
         parts = [streams.pop(name) for name in cfg.visual_streams]
         streams[cfg.visual_features] = join_streams(parts)
     return streams, duration
+
+
+def check_domain(config: Any, raw: Mapping[str, np.ndarray]) -> DomainCheck | None:
+    """A video's distance from the training features against the model's threshold
+    (``densevid.domain``); None when the model has no statistics (saved before the
+    check) or the stream has another dimension than they do."""
+    stats = DomainStats.from_dict(getattr(config, "domain_stats", None) or {})
+    if stats is None:
+        return None
+    array = raw.get(stats.features or config.visual_streams[0])
+    return None if array is None else check_video(array, stats)
+
+
+def warn_out_of_domain(
+    model: Decodable,
+    path: Path,
+    raw: Mapping[str, np.ndarray],
+    notices: list[str] | None = None,
+) -> None:
+    """One ``OutOfDomainWarning`` when the video is unlike the training videos, so
+    that a fluent caption of the wrong world is not taken at its word."""
+    found = check_domain(model.config, raw)
+    if found is None:
+        return
+    logger.debug(
+        "%s: %.4f of its feature values outside the training range (threshold %.4f)",
+        path,
+        found.distance,
+        found.threshold,
+    )
+    if found.out_of_domain:
+        message = domain_message(str(path))
+        warnings.warn(message, OutOfDomainWarning, stacklevel=3)
+        if notices is not None:
+            notices.append(message)
 
 
 def get_extractor_for(
@@ -327,10 +389,16 @@ def caption_many(
     with torch.inference_mode():
         for v in tqdm(videos, desc="caption", unit="video", disable=not verbose):
             try:
+                notices: list[str] = []
                 events = caption(
-                    model, v, options, timings=timings, features_dir=features_dir
+                    model,
+                    v,
+                    options,
+                    timings=timings,
+                    features_dir=features_dir,
+                    notices=notices,
                 )
-                writer(events, video_path=str(v))
+                writer(events, video_path=str(v), notices=notices)
                 done[str(v)] = events
             except DensevidError as e:
                 message = str(e)

@@ -177,6 +177,10 @@ class ModelConfig:
         frame_events: a head on the visual states that says, per frame, whether an
             event is under way, starts or ends there (``frame_head``); trained
             beside the captions with ``TrainConfig.event_loss_weight``.
+        domain_stats: statistics of the training videos' visual features
+            (``densevid.domain.DomainStats``), recorded by ``densevid train``;
+            captioning warns when a video's features lie far outside them. Empty
+            (checkpoints saved before the check): no check.
     """
 
     lm: str = ""
@@ -213,6 +217,7 @@ class ModelConfig:
     time_offset: int = 0
     frame_events: bool = False
     standardize: bool = False
+    domain_stats: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.visual_features, list | tuple):

@@ -20,6 +20,7 @@ import os
 import re
 import urllib.parse
 import warnings
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -85,7 +86,10 @@ class ResultWriter:
     """Writes one video's events to ``<output_dir>/<video stem>.<extension>``.
 
     Subclasses set ``extension`` and implement ``format_result``, which returns the
-    file's text; ``write_result`` (also the call) writes it atomically.
+    file's text; ``write_result`` (also the call) writes it atomically. ``notices``
+    are lines about the video (an ``OutOfDomainWarning``'s): the HTML report shows
+    them above the player; JSON, SRT, WebVTT and chapters are the field's formats
+    and leave them out.
     """
 
     extension: str = ""
@@ -103,23 +107,35 @@ class ResultWriter:
         return self.output_dir / f"{stem}.{self.extension}"
 
     def format_result(
-        self, video: VideoEvents, *, video_path: str | None = None
+        self,
+        video: VideoEvents,
+        *,
+        video_path: str | None = None,
+        notices: Sequence[str] = (),
     ) -> str:
         """The file's whole text."""
         raise NotImplementedError
 
     def write_result(
-        self, video: VideoEvents, *, video_path: str | None = None
+        self,
+        video: VideoEvents,
+        *,
+        video_path: str | None = None,
+        notices: Sequence[str] = (),
     ) -> list[Path]:
         """Writes the file and returns the paths written (one)."""
         path = self.output_path(video, video_path)
-        text = self.format_result(video, video_path=video_path)
+        text = self.format_result(video, video_path=video_path, notices=notices)
         return [write_text_atomic(text, path)]
 
     def __call__(
-        self, video: VideoEvents, *, video_path: str | None = None
+        self,
+        video: VideoEvents,
+        *,
+        video_path: str | None = None,
+        notices: Sequence[str] = (),
     ) -> list[Path]:
-        return self.write_result(video, video_path=video_path)
+        return self.write_result(video, video_path=video_path, notices=notices)
 
 
 class WriteJSON(ResultWriter):
@@ -131,7 +147,11 @@ class WriteJSON(ResultWriter):
     extension = "json"
 
     def format_result(
-        self, video: VideoEvents, *, video_path: str | None = None
+        self,
+        video: VideoEvents,
+        *,
+        video_path: str | None = None,
+        notices: Sequence[str] = (),
     ) -> str:
         sub = submission_dict([video])
         events = sub["results"].pop(video.video_id)
@@ -175,7 +195,11 @@ class WriteSRT(SubtitlesWriter):
     decimal_marker = ","
 
     def format_result(
-        self, video: VideoEvents, *, video_path: str | None = None
+        self,
+        video: VideoEvents,
+        *,
+        video_path: str | None = None,
+        notices: Sequence[str] = (),
     ) -> str:
         blocks = [
             f"{i}\n{start} --> {end}\n{text}\n"
@@ -188,7 +212,11 @@ class WriteVTT(SubtitlesWriter):
     extension = "vtt"
 
     def format_result(
-        self, video: VideoEvents, *, video_path: str | None = None
+        self,
+        video: VideoEvents,
+        *,
+        video_path: str | None = None,
+        notices: Sequence[str] = (),
     ) -> str:
         # Cue text is HTML-like: "&", "<" and ">" must be escaped, and escaping ">"
         # also keeps a caption's "-->" from reading as a timing line.
@@ -260,7 +288,11 @@ class WriteChapters(ResultWriter):
         self.intro_title = intro_title
 
     def format_result(
-        self, video: VideoEvents, *, video_path: str | None = None
+        self,
+        video: VideoEvents,
+        *,
+        video_path: str | None = None,
+        notices: Sequence[str] = (),
     ) -> str:
         found = chapters(
             video, min_length_s=self.min_length_s, intro_title=self.intro_title
@@ -289,7 +321,11 @@ class WriteHTML(ResultWriter):
     extension = "html"
 
     def format_result(
-        self, video: VideoEvents, *, video_path: str | None = None
+        self,
+        video: VideoEvents,
+        *,
+        video_path: str | None = None,
+        notices: Sequence[str] = (),
     ) -> str:
         template, script_hash = _report_template()
         events = list(video.events)
@@ -369,6 +405,9 @@ class WriteHTML(ResultWriter):
             "span": repr(float(span)),
             "rows": "\n".join(row_html),
             "table": table,
+            "notices": "".join(
+                f'<p class="notice" role="alert">{html.escape(n)}</p>' for n in notices
+            ),
         }
         return re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], template)
 
@@ -391,16 +430,24 @@ class MultiWriter(ResultWriter):
         self.writers = [WRITERS[fmt](output_dir) for fmt in formats]
 
     def format_result(
-        self, video: VideoEvents, *, video_path: str | None = None
+        self,
+        video: VideoEvents,
+        *,
+        video_path: str | None = None,
+        notices: Sequence[str] = (),
     ) -> str:
         raise TypeError("MultiWriter writes several files; use write_result")
 
     def write_result(
-        self, video: VideoEvents, *, video_path: str | None = None
+        self,
+        video: VideoEvents,
+        *,
+        video_path: str | None = None,
+        notices: Sequence[str] = (),
     ) -> list[Path]:
         paths: list[Path] = []
         for writer in self.writers:
-            paths += writer.write_result(video, video_path=video_path)
+            paths += writer.write_result(video, video_path=video_path, notices=notices)
         return paths
 
 

@@ -11,16 +11,19 @@ Validation: the validation videos decoded with ``TrainConfig.decoding``, scored 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from densevid.checkpoint import init_model
 from densevid.config import ModelConfig
 from densevid.data import VideoDataset
 from densevid.decoding import decode_dataset
+from densevid.domain import fit_domain_stats
 from densevid.errors import DensevidError
 from densevid.events import VideoEvents, load_annotations
 from densevid.inputs import collate, to_device
@@ -170,11 +173,37 @@ class Finetune(Objective):
 
     def _record_inputs(self, model_cfg: ModelConfig, tt: TimeTokenizer) -> None:
         """What ``densevid caption`` needs to treat a new video alike: the options
-        the features were made with, and the longest training video."""
+        the features were made with, the longest training video, and the
+        statistics that tell a video unlike the training ones."""
         model_cfg.extractor_options = self._probe(model_cfg, tt).extractor_options()
         model_cfg.max_duration = max(
             float(v.duration) for v in self.train_videos.values()
         )
+        model_cfg.domain_stats = self.domain_stats(
+            self.cfg.features, model_cfg.visual_streams[0], list(self.train_videos)
+        )
+
+    @staticmethod
+    def domain_stats(
+        features: str | os.PathLike, extractor: str, video_ids: Sequence[str]
+    ) -> dict[str, Any]:
+        """``ModelConfig.domain_stats`` of training features: every block of each
+        video's stream as extracted (``densevid.domain`` says why all blocks, not
+        only those the model reads); of the first stream when the model joins
+        several."""
+        from densevid.features.cache import load_features
+
+        def load(i: int) -> np.ndarray:
+            return np.asarray(load_features(features, extractor, video_ids[i])[0])
+
+        stats = fit_domain_stats(load, len(video_ids), extractor)
+        logger.info(
+            "domain statistics of %d training videos (%s): out-of-domain above %.4f",
+            stats.n_videos,
+            extractor,
+            stats.threshold,
+        )
+        return stats.to_dict()
 
     def prepare(self, model: DenseVideoModel, ctx: RunContext, resuming: bool) -> None:
         cfg, model_cfg, tt = self.cfg, model.config, model.time_tokenizer
