@@ -7,10 +7,13 @@ from densevid.cli import main
 from densevid.errors import DensevidError
 from densevid.events import (
     Event,
+    SubmissionWarning,
     VideoEvents,
+    is_submission,
     load_annotations,
     load_submission,
     match_video_ids,
+    resolve_video_ids,
     save_annotations,
     save_submission,
 )
@@ -51,9 +54,48 @@ def test_round_trip_submission(tmp_path):
 
 
 def test_submission_variants(tmp_path):
+    """Other toolkits' shapes are read, each kind warned about once; ids are kept
+    as written (evaluation matches them to the references)."""
     bare = {"v_a.mp4": [{"caption": "hi", "timestamp": [1, 2], "score": 0.3}]}
-    videos = load_submission(write(tmp_path, bare))
-    assert videos == {"v_a": VideoEvents("v_a", (Event(1.0, 2.0, "hi", 0.3),))}
+    with pytest.warns(SubmissionWarning) as caught:
+        videos = load_submission(write(tmp_path, bare))
+    assert videos == {"v_a.mp4": VideoEvents("v_a.mp4", (Event(1.0, 2.0, "hi", 0.3),))}
+    path = str(tmp_path / "f.json")
+    assert [str(w.message) for w in caught] == [
+        f"{path}: no 'results' wrapper (the official scorer needs it): read as a "
+        "bare {video_id: [events]} mapping",
+        f"{path}: 1 event with 'caption' for 'sentence' read under the official "
+        "names; first: video v_a.mp4, event 0",
+    ]
+
+
+def test_submission_keeps_odd_times_as_written(tmp_path):
+    entries = [
+        {"sentence": "a", "timestamp": [-0.001, 2]},
+        {"sentence": "b", "timestamp": [5, 3]},
+        {"sentence": "", "timestamp": [4, 4]},
+    ]
+    sub = {"version": "1", "results": {"v": entries}, "external_data": {}}
+    with pytest.warns(SubmissionWarning) as caught:
+        events = load_submission(write(tmp_path, sub))["v"].events
+    assert [(e.start, e.end, e.text) for e in events] == [
+        (-0.001, 2.0, "a"),
+        (5.0, 3.0, "b"),
+        (4.0, 4.0, ""),
+    ]
+    assert len(caught) == 4  # negative, reversed, zero-length, empty sentence
+    assert events[1] == Event.as_given(5.0, 3.0, "b")
+    with pytest.raises(DensevidError, match="ends before it starts"):
+        Event(5.0, 3.0, "b")  # models' events stay checked
+
+
+def test_is_submission():
+    assert is_submission({"results": {}})
+    assert is_submission({"version": "1", "result": {}})  # a misspelt submission
+    assert is_submission({"v_a": [], "v_b": [{"sentence": "x"}]})
+    assert not is_submission(ANN)
+    assert not is_submission({})
+    assert not is_submission([1])
 
 
 def test_max_per_video_keeps_file_order(tmp_path):
@@ -124,19 +166,33 @@ def test_strict_past_duration(tmp_path):
 @pytest.mark.parametrize(
     "entry, message",
     [
-        (
-            {"sentence": "a", "timestamp": [3, 2]},
-            "event 0: event ends before it starts",
-        ),
-        ({"sentence": "a"}, "missing key 'timestamp'"),
+        ({"sentence": "a"}, "video v, event 0: missing key 'timestamp'"),
         ({"timestamp": [1, 2]}, "missing key 'sentence'"),
-        ({"sentence": "a", "timestamp": [1, 2], "score": "high"}, "score must be"),
+        ({"sentence": None, "timestamp": [1, 2]}, "sentence must be a string"),
+        ({"sentence": "a", "timestamp": [1, 2, 3]}, "timestamp must be"),
+        ({"sentence": "a", "timestamp": [1, math.inf]}, "end must be finite"),
+        ({"sentence": "a", "timestamp": ["x", 2]}, "start must be a number"),
+        (["a", [1, 2]], "an event must be a JSON object"),
     ],
 )
 def test_bad_submission(tmp_path, entry, message):
+    """What no scorer can read is one error naming the file, video and event."""
     sub = {"version": "1", "results": {"v": [entry]}, "external_data": {}}
     with pytest.raises(DensevidError, match=message):
         load_submission(write(tmp_path, sub))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"results": []}, "'results' must be an object"),
+        ({"results": {"v": {"sentence": "a"}}}, "video v: expected a list of events"),
+        ({"version": "1", "result": {}}, "a submission without 'results'"),
+    ],
+)
+def test_bad_submission_shape(tmp_path, content, message):
+    with pytest.raises(DensevidError, match=message):
+        load_submission(write(tmp_path, content))
 
 
 def test_missing_file_and_annotation_given_as_submission(tmp_path):
@@ -151,6 +207,27 @@ def test_match_video_ids():
         "abc": "v_abc",
         "v_d": "d",
     }
+    assert match_video_ids(["abc.mp4", "v_d.MKV", "e.webm"], ["v_abc", "v_d"]) == {
+        "abc.mp4": "v_abc",
+        "v_d.MKV": "v_d",
+    }
+
+
+@pytest.mark.parametrize(
+    "predicted, reference, mapping, ambiguous",
+    [
+        # an exact id wins; the loose one for the same video is not scored
+        (["v_a", "a.mp4"], ["v_a"], {"v_a": "v_a"}, ["a.mp4"]),
+        # two loose ids for one video: neither
+        (["a", "v_a.mp4"], ["v_a"], {}, ["a", "v_a.mp4"]),
+        # one loose id that fits two reference videos: not scored
+        (["a.mp4"], ["a", "v_a"], {}, ["a.mp4"]),
+        # exact ids always match, whatever else is there
+        (["a", "v_a"], ["a", "v_a"], {"a": "a", "v_a": "v_a"}, []),
+    ],
+)
+def test_resolve_video_ids_only_unambiguous(predicted, reference, mapping, ambiguous):
+    assert resolve_video_ids(predicted, reference) == (mapping, ambiguous)
 
 
 def test_cli_check(tmp_path, capsys):

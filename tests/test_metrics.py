@@ -21,7 +21,7 @@ from pycocoevalcap.rouge.rouge import Rouge, my_lcs
 
 from densevid.cli import main
 from densevid.errors import DensevidError
-from densevid.events import Event, VideoEvents
+from densevid.events import Event, SubmissionWarning, VideoEvents
 from densevid.metrics import (
     Meteor,
     PTBTokenizer,
@@ -289,7 +289,9 @@ def test_evaluate_perfect_predictions(meteor):
 
 def test_evaluate_missing_videos_and_options(meteor):
     preds = {"1": REFS["v_1"]}  # id without the "v_" prefix still matches
-    official = evaluate(preds, REFS, meteor=meteor)
+    with pytest.warns(SubmissionWarning, match="1 predicted video id matching"):
+        official = evaluate(preds, REFS, meteor=meteor)
+    preds = {"v_1": REFS["v_1"]}
     skipped = evaluate(preds, REFS, meteor=meteor, skip_missing=True)
     assert official["METEOR"] == pytest.approx(skipped["METEOR"] / 2)
     assert official["Recall"] == 0.5 and skipped["Recall"] == 1.0
@@ -336,9 +338,31 @@ def test_evaluate_bad_options(kwargs, message):
         evaluate(REFS, REFS, **kwargs)
 
 
-def test_evaluate_no_common_video_is_an_error():
-    with pytest.raises(DensevidError, match="no predicted video id matches"):
-        evaluate({"other": REFS["v_1"]}, REFS)
+def test_evaluate_no_common_video_scores_zero_with_a_warning(meteor):
+    """The official scorer gives 0 when no predicted video is a reference video
+    (the numbers are pinned in test_submissions.py); densevid says why."""
+    preds = {"other": REFS["v_1"]}
+    with pytest.warns(SubmissionWarning, match="none of the 1 predicted video in"):
+        scores = evaluate(preds, REFS, metrics=["Recall", "METEOR"], meteor=meteor)
+    assert scores["Recall"] == scores["METEOR"] == 0.0
+    with pytest.raises(DensevidError, match="refused by --strict: none of the 1"):
+        evaluate(preds, REFS, strict=True)
+    with pytest.raises(DensevidError, match="the references hold no video"):
+        evaluate(preds, {})
+
+
+def test_evaluate_unknown_and_past_end_named_by_source(meteor):
+    late = VideoEvents("v_2", (Event(0, 30, "A woman runs."), Event(20, 31, "x")))
+    preds = {"v_2": late, "v_9": REFS["v_1"]}
+    refs = {k: _dur(v) for k, v in REFS.items()}
+    with pytest.warns(SubmissionWarning) as caught:
+        evaluate(preds, refs, metrics=["Recall"], source="p.json")
+    assert sorted(str(w.message) for w in caught) == [
+        "p.json: 1 event ending past the video's duration scored as given; "
+        "first: video v_2, event 1 ends at 31 (duration 30)",
+        "p.json: 1 predicted video not in the references (e.g. 'v_9') ignored, "
+        "as the official scorer does",
+    ]
 
 
 def test_format_scores_table():

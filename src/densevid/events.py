@@ -7,10 +7,13 @@ Two formats matter (ActivityNet Captions, used by every dense-captioning toolkit
 - submissions: ``{"version": str, "results": {video_id: [{"sentence": str,
   "timestamp": [s, e], "score"?: float}]}, "external_data": {...}}``
 
-Loading is strict about what would silently give wrong numbers (non-numeric, NaN or
-negative times, reversed predictions) and lenient about the known blemishes of the
-released annotation files (a few reversed or zero-length segments, ends a little past
-the duration), which are counted and reported with one warning per file.
+Loading refuses what no scorer can read (non-numeric or NaN times, a sentence that is
+not a string, a timestamp that is not a pair). Annotations are repaired where the
+released files have known blemishes (a few reversed or zero-length segments, ends a
+little past the duration). Submissions are kept exactly as written, because the
+official scorer scores negative, reversed and duplicate events as they fall: each
+kind of oddity is counted and reported in one warning (``SubmissionWarning``), or
+refused with ``strict=True``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import math
 import os
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +37,15 @@ logger = logging.getLogger(__name__)
 SUBMISSION_VERSION = "VERSION 1.0"
 # Ends this far past the duration are rounding in the released files, not errors.
 DURATION_TOLERANCE_S = 0.05
+# The field names other toolkits write, read as the official ones (first found wins).
+SENTENCE_KEYS = ("sentence", "caption", "text")
+TIMESTAMP_KEYS = ("timestamp", "segment", "timestamps")
+SUBMISSION_FIELDS = ("results", "version", "external_data")  # the official script's
+
+
+class SubmissionWarning(UserWarning):
+    """A kind of oddity in predictions that is scored as the official scorer scores
+    it; issued once per kind and file, with the count (``strict=True`` refuses)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,22 @@ class Event:
             score = _number(score, "score")
         return cls(start, end, text, score)
 
+    @classmethod
+    def as_given(
+        cls, start: float, end: float, text: str, score: float | None = None
+    ) -> Event:
+        """An event of another system's predictions whose times may be negative or
+        reversed, kept as written: the official scorer scores such events as they
+        fall (a reversed one has tIoU 0 with every segment), so refusing or
+        repairing them would change the numbers. Only ``load_submission`` makes
+        them; the times must already be finite numbers and the text a string."""
+        event = object.__new__(cls)
+        for name, value in zip(
+            ("start", "end", "text", "score"), (start, end, text, score), strict=True
+        ):
+            object.__setattr__(event, name, value)
+        return event
+
 
 @dataclass(frozen=True)
 class VideoEvents:
@@ -153,7 +182,6 @@ class LoadReport:
     reversed_swapped: int = 0
     zero_length: int = 0
     past_duration: int = 0
-    renamed_ids: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str | None:
         parts = []
@@ -163,11 +191,120 @@ class LoadReport:
             parts.append(f"{self.zero_length} zero-length segments")
         if self.past_duration:
             parts.append(f"{self.past_duration} ends past the video duration")
-        if self.renamed_ids:
-            parts.append(
-                f"{len(self.renamed_ids)} video ids stripped of a file extension"
-            )
         return f"{self.path}: " + ", ".join(parts) if parts else None
+
+
+# Each kind of oddity in predictions, in report order: what was found, and what is
+# done with it (the warning is both; --strict refuses with the first). {n} is the
+# count, {s} a plural ending, {they_fall} "it falls"/"they fall", {detail} examples.
+# The official scorer scores every event as written; only the file shapes, field
+# names and id spellings are ones it cannot read.
+ODDITIES: dict[str, tuple[str, str]] = {
+    "no_results": (
+        "no 'results' wrapper",
+        " (the official scorer needs it): read as a bare {{video_id: [events]}} "
+        "mapping",
+    ),
+    "no_fields": ("no {detail}", " (the official scorer requires them): read anyway"),
+    "field_names": ("{n} event{s} with {detail}", " read under the official names"),
+    "string_times": ("{n} event{s} with times written as strings", " read as numbers"),
+    "bad_score": (
+        "{n} event{s} with a score that is not a number",
+        " kept without it (the official scorer reads no score)",
+    ),
+    "negative": ("{n} event{s} with a negative time", " scored as given"),
+    "reversed": ("{n} event{s} with end < start", " scored as {they_fall} (tIoU 0)"),
+    "zero_length": ("{n} zero-length event{s}", " scored as {they_fall} (tIoU 0)"),
+    "empty_sentence": ("{n} event{s} with an empty sentence", " scored as given"),
+    "duplicate": (
+        "{n} duplicate event{s} (times and sentence of an earlier event of the video)",
+        " each scored, as the official scorer does",
+    ),
+    "loose_id": (
+        "{n} predicted video id{s} matching a reference id only without a file "
+        "extension or with the 'v_' prefix changed ({detail})",
+        " scored as that reference video",
+    ),
+    "ambiguous_id": (
+        "{n} predicted video id{s} matching a reference id only loosely, and not "
+        "uniquely ({detail})",
+        " ignored, as the official scorer ignores unknown ids",
+    ),
+    "unknown_id": (
+        "{n} predicted video{s} not in the references ({detail})",
+        " ignored, as the official scorer does",
+    ),
+    "no_match": (
+        "none of the {n} predicted video{s} in the references ({detail})",
+        ": every score is 0, as the official scorer gives",
+    ),
+    "past_end": (
+        "{n} event{s} ending past the video's duration",
+        " scored as given",
+    ),
+}
+MAX_DETAILS = 3  # examples named in one warning
+
+
+@dataclass
+class Findings:
+    """The oddities found in one set of predictions: kind -> count, first place and
+    a few examples, reported once per kind (``report``).
+
+    One object collects them so that ``densevid check`` and ``densevid eval`` say
+    the same words by the same rules, and ``strict`` refuses exactly what would
+    otherwise be a warning.
+    """
+
+    source: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    first: dict[str, str] = field(default_factory=dict)
+    details: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(
+        self, kind: str, where: str = "", *, n: int = 1, detail: str | None = None
+    ) -> None:
+        """Counts ``n`` cases of ``kind`` (a key of ``ODDITIES``) seen at ``where``."""
+        assert kind in ODDITIES, kind
+        self.counts[kind] = self.counts.get(kind, 0) + n
+        if where:
+            self.first.setdefault(kind, where)
+        seen = self.details.setdefault(kind, [])
+        if detail is not None and detail not in seen and len(seen) < MAX_DETAILS:
+            seen.append(detail)
+
+    def messages(self, *, strict: bool = False) -> list[str]:
+        """One line per kind, in ``ODDITIES`` order, naming the first case: the
+        finding and what is done with it, or with ``strict`` the finding alone."""
+        out = []
+        for kind, (finding, consequence) in ODDITIES.items():
+            n = self.counts.get(kind)
+            if not n:
+                continue
+            words = {
+                "n": n,
+                "s": "" if n == 1 else "s",
+                "they_fall": "it falls" if n == 1 else "they fall",
+                "detail": ", ".join(self.details.get(kind, [])),
+            }
+            text = finding.format(**words)
+            if not strict:
+                text += consequence.format(**words)
+            if kind in self.first:
+                where = self.first[kind]
+                text += f" (first: {where})" if strict else f"; first: {where}"
+            out.append(text)
+        return out
+
+    def report(self, *, strict: bool = False) -> None:
+        """Warns once per kind (``SubmissionWarning``), or with ``strict`` raises one
+        DensevidError naming every kind."""
+        prefix = f"{self.source}: " if self.source else ""
+        if strict and self.counts:
+            found = "; ".join(self.messages(strict=True))
+            raise DensevidError(f"{prefix}refused by --strict: {found}")
+        for line in self.messages():
+            warnings.warn(prefix + line, SubmissionWarning, stacklevel=3)
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -279,16 +416,71 @@ def load_annotations(
     return videos
 
 
+def is_submission(data: Any) -> bool:
+    """Whether parsed JSON is meant as predictions rather than annotations: it names
+    a submission field, or every value is a list (the bare mapping other toolkits
+    write). Annotation values are objects."""
+    if not isinstance(data, dict) or not data:
+        return False
+    if any(key in data for key in SUBMISSION_FIELDS):
+        return True
+    return all(isinstance(v, list) for v in data.values())
+
+
 def load_submission(
-    path: str | os.PathLike, *, max_per_video: int | None = None
+    path: str | os.PathLike,
+    *,
+    max_per_video: int | None = None,
+    strict: bool = False,
 ) -> dict[str, VideoEvents]:
     """Reads predictions: the official submission, or a bare ``{video_id: [...]}``.
 
-    Video ids ending in a video file extension are stripped of it. Each video's events
-    keep file order; ``max_per_video`` keeps the first ones, as the official
-    evaluation does.
+    Everything the official scorer scores is kept as written, so that the numbers
+    are its numbers: negative, reversed and zero-length times, empty sentences,
+    duplicate events, and video ids as spelt (``densevid.metrics`` matches them to
+    the references). Each kind of oddity, and each shape other toolkits write
+    (no ``results`` wrapper, ``caption`` or ``text`` for ``sentence``), is counted
+    in one ``SubmissionWarning``.
+
+    Args:
+        path: the JSON file.
+        max_per_video: keep each video's first events only, in file order, as the
+            official evaluation does; oddities are counted among those kept.
+        strict: raise one DensevidError naming every kind of oddity instead of
+            warning.
+
+    Returns:
+        video id (as written) -> VideoEvents, events in file order.
     """
     data = read_json(path)
+    findings = Findings(str(path))
+    results = _results_of(data, path, findings)
+    videos: dict[str, VideoEvents] = {}
+    for raw_id, entries in results.items():
+        video_id = str(raw_id)
+        where = f"video {video_id}"
+        if not isinstance(entries, list):
+            raise DensevidError(
+                f"{path}: {where}: expected a list of events, got {_kind(entries)}"
+            )
+        if max_per_video is not None:
+            entries = entries[:max_per_video]
+        events = []
+        for i, entry in enumerate(entries):
+            at = f"{where}, event {i}"
+            try:
+                events.append(_read_event(entry, at, findings))
+            except DensevidError as e:
+                raise DensevidError(f"{path}: {at}: {e}") from None
+        videos[video_id] = VideoEvents(video_id, tuple(events))
+    _count_event_oddities(videos, findings)
+    findings.report(strict=strict)
+    return videos
+
+
+def _results_of(data: Any, path: str | os.PathLike, findings: Findings) -> dict:
+    """The ``{video_id: [events]}`` part of a submission, noting a missing wrapper
+    or missing official fields."""
     if not isinstance(data, dict):
         raise DensevidError(
             f"{path}: expected an object with 'results', got {_kind(data)}"
@@ -297,39 +489,87 @@ def load_submission(
         results = data["results"]
         if not isinstance(results, dict):
             raise DensevidError(
-                f"{path}: 'results' must be an object {{video_id: [...]}}"
+                f"{path}: 'results' must be an object {{video_id: [events]}}, "
+                f"got {_kind(results)}"
             )
-    elif all(isinstance(v, list) for v in data.values()):
-        results = data  # the bare dict several toolkits write
-    else:
+        missing = [f"'{k}'" for k in SUBMISSION_FIELDS if k not in data]
+        if missing:
+            findings.add("no_fields", detail=" or ".join(missing))
+        return results
+    named = [k for k in SUBMISSION_FIELDS if k in data]
+    if named:
+        have = ", ".join(f"'{k}'" for k in list(data)[:6])
         raise DensevidError(
-            f"{path}: not a submission: expected {{'version', 'results', "
-            f"'external_data'}} or {{video_id: [events]}}"
+            f"{path}: a submission without 'results' (has {have}); the predictions "
+            "go in 'results': {video_id: [events]}"
         )
-    report = LoadReport(str(path))
-    videos: dict[str, VideoEvents] = {}
-    for raw_id, entries in results.items():
-        video_id = strip_video_extension(str(raw_id))
-        if video_id != raw_id:
-            report.renamed_ids[str(raw_id)] = video_id
-        where = f"{path}: video {raw_id}"
-        if not isinstance(entries, list):
+    if data and not all(isinstance(v, list) for v in data.values()):
+        raise DensevidError(
+            f"{path}: not a submission: no 'results' and its values are not lists "
+            "of events (an annotation file?)"
+        )
+    findings.add("no_results")
+    return data
+
+
+def _read_event(entry: Any, where: str, findings: Findings) -> Event:
+    """One submission entry, times kept as written (see ``Event.as_given``)."""
+    if not isinstance(entry, dict):
+        raise DensevidError(f"an event must be a JSON object, got {_kind(entry)}")
+    keys = {}
+    for official, names in (("sentence", SENTENCE_KEYS), ("timestamp", TIMESTAMP_KEYS)):
+        key = next((k for k in names if k in entry), None)
+        if key is None:
             raise DensevidError(
-                f"{where}: expected a list of events, got {_kind(entries)}"
+                f"missing key '{official}' (have: {', '.join(map(str, entry))})"
             )
-        if max_per_video is not None:
-            entries = entries[:max_per_video]
-        events = []
-        for i, entry in enumerate(entries):
-            try:
-                events.append(Event.from_dict(entry))
-            except DensevidError as e:
-                raise DensevidError(f"{where}, event {i}: {e}") from None
-        if video_id in videos:
-            events = list(videos[video_id].events) + events
-        videos[video_id] = VideoEvents(video_id, tuple(events))
-    _warn(report)
-    return videos
+        keys[official] = key
+    renamed = [
+        f"'{k}' for '{official}'" for official, k in keys.items() if k != official
+    ]
+    for i, name in enumerate(renamed):  # one event, however many names
+        findings.add("field_names", where, n=int(i == 0), detail=name)
+    text = entry[keys["sentence"]]
+    if not isinstance(text, str):
+        raise DensevidError(f"sentence must be a string, got {_kind(text)}")
+    span = entry[keys["timestamp"]]
+    start, end = _parse_span(span, allow_negative=True)
+    if any(isinstance(t, str) for t in span):
+        findings.add("string_times", where)
+    score = entry.get("score", entry.get("proposal_score"))
+    if score is not None:
+        try:
+            score = _number(score, "score")
+        except DensevidError:
+            findings.add("bad_score", f"{where}: {score!r}")
+            score = None
+    if start < 0 or end < start:
+        return Event.as_given(start, end, text, score)
+    return Event(start, end, text, score)
+
+
+def _count_event_oddities(
+    videos: Mapping[str, VideoEvents], findings: Findings
+) -> None:
+    """Times and sentences the official scorer takes as given but that no model
+    means: negative, reversed or zero-length times, empty sentences, repeats."""
+    for video_id, video in videos.items():
+        seen: set[tuple[float, float, str]] = set()
+        for i, e in enumerate(video.events):
+            where = f"video {video_id}, event {i}"
+            span = f"{where} [{e.start:g}, {e.end:g}]"
+            if e.start < 0 or e.end < 0:
+                findings.add("negative", span)
+            if e.end < e.start:
+                findings.add("reversed", span)
+            elif e.end == e.start:
+                findings.add("zero_length", span)
+            if not e.text.strip():
+                findings.add("empty_sentence", where)
+            key = (e.start, e.end, e.text)
+            if key in seen:
+                findings.add("duplicate", where)
+            seen.add(key)
 
 
 def save_annotations(videos: Iterable[VideoEvents], path: str | os.PathLike) -> None:
@@ -359,21 +599,55 @@ def save_submission(
 def match_video_ids(
     predicted: Iterable[str], reference: Iterable[str]
 ) -> dict[str, str]:
-    """Maps predicted ids onto reference ids where they differ only by the ``v_``
-    prefix ActivityNet puts on YouTube ids (a common mismatch between toolkits).
+    """Maps predicted ids onto the reference ids they unambiguously stand for (see
+    ``resolve_video_ids``).
 
     Returns predicted id -> reference id for every id that has a match.
     """
+    return resolve_video_ids(predicted, reference)[0]
+
+
+def resolve_video_ids(
+    predicted: Iterable[str], reference: Iterable[str]
+) -> tuple[dict[str, str], list[str]]:
+    """Matches predicted video ids to reference ids, exactly or loosely.
+
+    Toolkits write ids with a file extension (``abc.mp4``) or without the ``v_``
+    prefix ActivityNet puts on YouTube ids; the official scorer would silently score
+    such videos 0. An id matches loosely when the reference ids it could stand for
+    (extension removed, ``v_`` added or removed) are exactly one, which no other
+    predicted id matches exactly or loosely.
+
+    Returns:
+        (predicted id -> reference id, predicted ids left unmatched because their
+        loose match is not unique).
+    """
     refs = set(reference)
-    mapping = {}
-    for pid in predicted:
-        if pid in refs:
-            mapping[pid] = pid
-        elif f"v_{pid}" in refs:
-            mapping[pid] = f"v_{pid}"
-        elif pid.startswith("v_") and pid[2:] in refs:
-            mapping[pid] = pid[2:]
-    return mapping
+    preds = list(dict.fromkeys(predicted))
+    mapping = {p: p for p in preds if p in refs}
+    candidates = {p: _id_variants(p) & refs for p in preds if p not in mapping}
+    candidates = {p: c for p, c in candidates.items() if c}
+    exact = set(mapping)
+    n_fits = Counter(r for c in candidates.values() for r in c)
+    ambiguous = []
+    for pid, cands in candidates.items():
+        ref = next(iter(cands))
+        if len(cands) == 1 and n_fits[ref] == 1 and ref not in exact:
+            mapping[pid] = ref
+        else:
+            ambiguous.append(pid)
+    return mapping, ambiguous
+
+
+def _id_variants(video_id: str) -> set[str]:
+    """The ids ``video_id`` may stand for: without a video file extension, and
+    with the ``v_`` prefix added or removed (on either)."""
+    base = strip_video_extension(video_id)
+    out = {base}
+    for name in (video_id, base):
+        out.add(name[2:] if name.startswith("v_") else f"v_{name}")
+    out.discard(video_id)
+    return out
 
 
 def _warn(report: LoadReport) -> None:
@@ -406,13 +680,15 @@ def _number(value: Any, name: str, where: str | None = None) -> float:
     return float(value)
 
 
-def _parse_span(span: Any, where: str | None = None) -> tuple[float, float]:
+def _parse_span(
+    span: Any, where: str | None = None, *, allow_negative: bool = False
+) -> tuple[float, float]:
     prefix = f"{where}: " if where else ""
     if not isinstance(span, list | tuple) or len(span) != 2:
         raise DensevidError(f"{prefix}timestamp must be [start, end], got {span!r}")
     start = _number(span[0], "start", where)
     end = _number(span[1], "end", where)
-    if start < 0 or end < 0:
+    if not allow_negative and (start < 0 or end < 0):
         raise DensevidError(f"{prefix}negative time in [{start}, {end}]")
     return start, end
 

@@ -11,19 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from densevid.errors import DensevidError
-from densevid.events import (
-    VideoEvents,
-    load_annotations,
-    load_submission,
-    match_video_ids,
-)
+from densevid.events import VideoEvents, load_submission
 from densevid.metrics import densevid as dv
 from densevid.metrics import soda as sd
 from densevid.metrics.scorers import (
@@ -35,6 +29,7 @@ from densevid.metrics.scorers import (
     rouge_l,
     shared_meteor,
 )
+from densevid.metrics.submission import load_references, match_submission
 from densevid.metrics.tokenize import PTBTokenizer, shared_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -68,13 +63,17 @@ def evaluate(
     meteor: Meteor | None = None,
     tokenizer: PTBTokenizer | None = None,
     n_workers: int | None = None,
+    strict: bool = False,
+    source: str | None = None,
 ) -> dict[str, float]:
     """Scores dense-captioning predictions against one or more reference sets.
 
     Args:
         predictions: video id -> predicted events (file order matters: only the
             first ``max_proposals`` count). Ids that differ from the references'
-            only by the ``v_`` prefix are matched; others are ignored.
+            only by a file extension or the ``v_`` prefix are matched when
+            unambiguous; videos not in the references are ignored, as the
+            official scorer does (``densevid.metrics.submission``).
         references: one reference set or several (e.g. val_1 and val_2), each
             video id -> reference events.
         tious: tIoU thresholds of the caption and proposal metrics.
@@ -98,6 +97,9 @@ def evaluate(
         tokenizer: the ``PTBTokenizer`` to use; by default a process-wide one
             (its cache makes repeated references free).
         n_workers: METEOR processes, when the shared one is started here.
+        strict: refuse loosely matched or unknown video ids and events past a
+            video's duration (a DensevidError) instead of one warning per kind.
+        source: the predictions' name in warnings (``evaluate_files``: the path).
 
     Returns:
         Metric name -> value (fractions): the tIoU averages under the official
@@ -106,7 +108,7 @@ def evaluate(
     """
     refs = [references] if isinstance(references, Mapping) else list(references)
     wanted = _check_options(metrics, soda, garbage, soda_references, f1, tious, refs)
-    preds = _match_predictions(predictions, refs, max_proposals)
+    preds = _match_predictions(predictions, refs, max_proposals, strict, source)
     need_meteor = bool({"METEOR", "SODA_c"} & wanted)
     need_text = needs_java(wanted)
     if need_meteor and meteor is None:
@@ -128,10 +130,15 @@ def evaluate_files(
     references: Sequence[str | Path],
     *,
     max_proposals: int | None = dv.MAX_PROPOSALS,
+    strict: bool = False,
     **kwargs,
 ) -> dict[str, float]:
     """``evaluate`` on files: a submission (official or bare results dict) and
-    ActivityNet-format reference files."""
+    ActivityNet-format reference files.
+
+    The submission is read as the official scorer reads it, oddities kept and
+    reported once per kind (``densevid.events.load_submission``); ``strict``
+    refuses them."""
     if not references:
         raise DensevidError("no reference file given")
     wanted = set(kwargs.get("metrics") or METRICS)
@@ -139,11 +146,16 @@ def evaluate_files(
         wanted.discard("SODA_c")
     if kwargs.get("meteor") is None and wanted & {"METEOR", "SODA_c"}:
         shared_meteor(kwargs.get("n_workers"))  # starts loading while files load
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the released files' blemishes
-        refs = [load_annotations(p) for p in references]
-    preds = load_submission(submission, max_per_video=max_proposals)
-    return evaluate(preds, refs, max_proposals=max_proposals, **kwargs)
+    refs = load_references(references)
+    preds = load_submission(submission, max_per_video=max_proposals, strict=strict)
+    return evaluate(
+        preds,
+        refs,
+        max_proposals=max_proposals,
+        strict=strict,
+        source=str(submission),
+        **kwargs,
+    )
 
 
 def _check_options(
@@ -188,29 +200,24 @@ def _match_predictions(
     predictions: Mapping[str, VideoEvents],
     refs: list[Mapping[str, VideoEvents]],
     max_proposals: int | None,
+    strict: bool,
+    source: str | None,
 ) -> dict[str, VideoEvents]:
-    """Predictions keyed by reference ids, truncated; unmatched ids dropped."""
-    ref_ids = dv.reference_ids(refs)
-    mapping = match_video_ids(predictions, ref_ids)
-    if predictions and not mapping:
-        example = next(iter(predictions))
-        raise DensevidError(
-            f"no predicted video id matches a reference video id (e.g. predicted "
-            f"{example!r}, reference {ref_ids[0]!r})"
-            if ref_ids
-            else "the references hold no video"
+    """Predictions truncated in file order, then keyed by reference ids (unmatched
+    ids dropped), so that findings count only the events that are scored."""
+    if max_proposals is not None:
+        predictions = {
+            k: VideoEvents(v.video_id, v.events[:max_proposals], v.duration)
+            for k, v in predictions.items()
+        }
+    preds = match_submission(predictions, refs, strict=strict, source=source)
+    n_missing = len(dv.reference_ids(refs)) - len(preds)
+    if n_missing and preds:
+        logger.info(
+            "%d reference videos have no prediction (scored 0 by densevid_eval)",
+            n_missing,
         )
-    n_ignored = len(predictions) - len(mapping)
-    if n_ignored:
-        logger.info("%d predicted videos are not in the references", n_ignored)
-    out: dict[str, VideoEvents] = {}
-    for pid, rid in mapping.items():
-        v = predictions[pid]
-        events = v.events[:max_proposals] if max_proposals is not None else v.events
-        if rid in out and pid != rid:  # "x" and "v_x" both given: keep the exact one
-            continue
-        out[rid] = VideoEvents(rid, events, v.duration)
-    return out
+    return preds
 
 
 def _evaluate(
