@@ -190,9 +190,9 @@ def add_check(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--strict",
         action="store_true",
-        help="make every warning an error: for a submission, what the official "
-        "scorer would not take as written (densevid eval --strict refuses the "
-        "same); for annotations, reversed segments and ends past the duration",
+        help="make every warning an error: for a submission, each oddity "
+        "densevid eval --strict refuses (ids and durations only with -r); for "
+        "annotations, reversed segments and ends past the duration",
     )
 
 
@@ -693,11 +693,12 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--strict",
         action="store_true",
-        help="refuse a submission with anything the official scorer would not take "
-        "as written (negative, reversed or zero-length times, empty or duplicate "
-        "events, another file shape or field names, unknown or loosely matched "
-        "video ids, events past the video's end) instead of one warning per kind; "
-        "densevid check --strict -r refuses the same",
+        help="refuse a submission with any oddity instead of scoring it as the "
+        "official scorer does with one warning per kind: negative, reversed or "
+        "zero-length times, empty sentences, duplicate events, scores that are not "
+        "numbers, another file shape or field names, unknown, ambiguous or loosely "
+        "matched video ids, events past the video's end (densevid check --strict "
+        "-r refuses the same)",
     )
 
 

@@ -211,11 +211,13 @@ def _match_predictions(
             for k, v in predictions.items()
         }
     preds = match_submission(predictions, refs, strict=strict, source=source)
-    n_missing = len(dv.reference_ids(refs)) - len(preds)
-    if n_missing and preds:
+    n_refs = len(dv.reference_ids(refs))
+    if preds and len(preds) < n_refs:  # the usual cause of low numbers (BMT#17)
         logger.info(
-            "%d reference videos have no prediction (scored 0 by densevid_eval)",
-            n_missing,
+            "%d of the %d reference videos have no prediction (densevid_eval "
+            "counts them as 0)",
+            n_refs - len(preds),
+            n_refs,
         )
     return preds
 
