@@ -428,6 +428,43 @@ def test_other_shapes_read_as_the_official_file(name, refs, tmp_path):
         evaluate_files(path, refs, strict=True)
 
 
+# v_a twice (the first list of one wrong event) and an event with two timestamps:
+# Python's JSON reader keeps the last of each, in the official script too. The
+# official numbers below are the scripts' (run as above) on this text as written.
+REPEATED_KEYS = """{"version": "VERSION 1.0", "external_data": {}, "results": {
+ "v_a": [{"sentence": "A dog runs.", "timestamp": [30.0, 33.0]}],
+ "v_b": [{"sentence": "A girl is jumping on a trampoline.", "timestamp": [0.0, 12.3]},
+         {"sentence": "The girl falls down and laughs.", "timestamp": [13.0, 29.0]}],
+ "v_a": [{"sentence": "A man is standing in the kitchen.", "timestamp": [0.0, 11.0]},
+         {"sentence": "The man cuts an onion with a knife.", "timestamp": [4.0, 21.0]},
+         {"sentence": "He puts the onion in a pan and stirs it.",
+          "timestamp": [17.9, 41.3]},
+         {"sentence": "He serves the food on a plate.", "timestamp": [40.0, 60.0],
+          "timestamp": [40.0, 50.0]}]}}"""
+OFFICIAL_REPEATED_KEYS = {
+    "Bleu_1": 0.40005637914742614,
+    "Bleu_2": 0.3532088948950928,
+    "Bleu_3": 0.31025146546170534,
+    "Bleu_4": 0.26427790880268676,
+    "METEOR": 0.2476451414272708,
+    "ROUGE_L": 0.41348996450556547,
+    "CIDEr": 2.7063458958706237,
+    "Recall": 0.5833333333333334,
+    "Precision": 0.5833333333333334,
+    "SODA_c": 0.28195665065478737,
+}
+
+
+def test_repeated_keys_read_as_the_official_scorer_reads_them(refs, tmp_path):
+    path = tmp_path / "repeated.json"
+    path.write_text(REPEATED_KEYS)
+    scores, found = _evaluate(str(path), refs)
+    _check(scores, OFFICIAL_REPEATED_KEYS)
+    _assert_findings(
+        found, ["2 keys repeated in a JSON object ('timestamp', 'v_a')"], str(path)
+    )
+
+
 def test_warning_words(tmp_path):
     """One line per kind, counted, naming the first case (the issue's wording)."""
     events = [ev(5.0, 2.0, "a"), ev(1.0, 3.0, "b"), ev(9.0, 8.0, "c"), ev(7, 6, "d")]

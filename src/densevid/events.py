@@ -24,7 +24,7 @@ import math
 import os
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,6 +206,10 @@ ODDITIES: dict[str, tuple[str, str]] = {
         "mapping",
     ),
     "no_fields": ("no {detail}", " (the official scorer requires them): read anyway"),
+    "repeated_key": (
+        "{n} key{s} repeated in a JSON object ({detail})",
+        " read as the last value, as the official scorer's JSON reader does",
+    ),
     "field_names": ("{n} event{s} with {detail}", " read under the official names"),
     "string_times": ("{n} event{s} with times written as strings", " read as numbers"),
     "bad_score": (
@@ -307,8 +311,13 @@ class Findings:
             warnings.warn(prefix + line, SubmissionWarning, stacklevel=3)
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Reads a JSON file, turning every failure into one DensevidError."""
+def read_json(
+    path: str | os.PathLike,
+    *,
+    object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
+) -> Any:
+    """Reads a JSON file, turning every failure into one DensevidError
+    (``object_pairs_hook`` as ``json.load``'s)."""
     p = Path(path)
     if not p.exists():
         raise DensevidError(f"{p}: no such file")
@@ -316,7 +325,7 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DensevidError(f"{p}: is a directory, expected a JSON file")
     try:
         with open(p, encoding="utf-8") as f:
-            return json.load(f)
+            return json.load(f, object_pairs_hook=object_pairs_hook)
     except UnicodeDecodeError as e:
         raise DensevidError(f"{p}: not a UTF-8 text file ({e.reason})") from e
     except json.JSONDecodeError as e:
@@ -452,8 +461,8 @@ def load_submission(
     Returns:
         video id (as written) -> VideoEvents, events in file order.
     """
-    data = read_json(path)
     findings = Findings(str(path))
+    data = read_json(path, object_pairs_hook=_last_wins(findings))
     results = _results_of(data, path, findings)
     videos: dict[str, VideoEvents] = {}
     for raw_id, entries in results.items():
@@ -476,6 +485,22 @@ def load_submission(
     _count_event_oddities(videos, findings)
     findings.report(strict=strict)
     return videos
+
+
+def _last_wins(findings: Findings) -> Callable[[list[tuple[str, Any]]], dict]:
+    """A JSON object hook that keeps the last value of a repeated key, as Python's
+    ``json.load`` in the official scorer does, and counts the repeats: a video
+    given twice silently loses its first list of events."""
+
+    def build(pairs: list[tuple[str, Any]]) -> dict:
+        out: dict = {}
+        for key, value in pairs:
+            if key in out:
+                findings.add("repeated_key", detail=repr(key))
+            out[key] = value
+        return out
+
+    return build
 
 
 def _results_of(data: Any, path: str | os.PathLike, findings: Findings) -> dict:

@@ -214,7 +214,7 @@ def _match_predictions(
     n_refs = len(dv.reference_ids(refs))
     if preds and len(preds) < n_refs:  # the usual cause of low numbers (BMT#17)
         logger.info(
-            "%d of the %d reference videos have no prediction (densevid_eval "
+            "reference videos without a prediction: %d of %d (densevid_eval "
             "counts them as 0)",
             n_refs - len(preds),
             n_refs,
