@@ -180,9 +180,11 @@ def fit_domain_stats(
     high = _rounded(np.quantile(sample, 1 - TAIL, axis=0), "up")
     provisional = DomainStats(features, low, high, 0.0, {}, n_videos)
     d = np.array([video_distance(load(i), provisional) for i in range(n_videos)])
-    threshold = max(MARGIN * float(np.quantile(d, QUANTILE)), MIN_THRESHOLD)
+    # rounded here as in the config, so a loaded checkpoint decides alike
+    threshold = _round(max(MARGIN * float(np.quantile(d, QUANTILE)), MIN_THRESHOLD))
     p50, p90, p99 = np.quantile(d, [0.5, 0.9, 0.99]).tolist()
     spread = {"p50": p50, "p90": p90, "p99": p99, "max": float(d.max())}
+    spread = {k: _round(v) for k, v in spread.items()}
     return DomainStats(features, low, high, threshold, spread, n_videos)
 
 
