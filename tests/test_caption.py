@@ -124,7 +124,9 @@ def test_unwritable_output_is_one_error(checkpoint, tmp_path, capsys):
     argv = ["caption", str(good), "--model", str(checkpoint), "-o", str(blocker)]
     assert main([*argv, "--method", "greedy"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {blocker}: cannot create the output directory"]
+    assert err == [
+        f"error: {blocker}: exists and is not a directory (-o takes a folder)"
+    ]
 
 
 def test_missing_model_is_one_error(tmp_path, capsys):
