@@ -360,6 +360,83 @@ def run_extract(args: argparse.Namespace) -> int:
     return exit_status(n_done, len(report.failed_videos))
 
 
+# --- import ------------------------------------------------------------------------
+
+
+def add_import(sub: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        sub,
+        "import",
+        "import the features the field distributes (TSP, C3D, TSN, I3D, VGGish, "
+        "MDVC, VidChapters CLIP) into a resumable feature cache, every row at its "
+        "true time",
+        "densevid import tsp r2plus1d_34-tsp_on_activitynet-valid_features.h5 "
+        "-o feats/ --annotations val_1.json\n"
+        "  densevid import clip-pth clipvitl14.pth --asr youcook2_asr_align_proc.pkl "
+        "-o feats/ --annotations yc2_val.json\n"
+        "  densevid import --list",
+    )
+    p.add_argument("format", nargs="?", help="the source format (see --list)")
+    p.add_argument("sources", nargs="*", help="its files or directories")
+    p.add_argument("-o", "--output", help="FEATURES directory (written incrementally)")
+    p.add_argument(
+        "--annotations",
+        action="append",
+        metavar="FILE",
+        help="annotation file (repeatable): the ids to write under (v_ prefix "
+        "matched) and each video's duration; needed by c3d and tsn, whose rows "
+        "carry no time",
+    )
+    p.add_argument(
+        "--asr",
+        metavar="FILE",
+        help="clip-pth: VidChapters' ASR pickle, imported as the asr_whisperx stream",
+    )
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="unpickle arbitrary objects in .pth/.pkl files (runs code the file "
+        "names: trusted files only); without it only tensors and plain data load",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="rewrite streams that are complete"
+    )
+    p.add_argument("--list", action="store_true", help="list the formats and exit")
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from densevid.importers import FORMATS, import_features
+
+    if args.list:
+        for fmt in FORMATS.values():
+            timing = (
+                f"a row per {fmt.stride_s:.3g} s"
+                if fmt.stride_s
+                else "rows spread over the duration"
+            )
+            streams = ", ".join([*fmt.streams, fmt.speech_stream]).rstrip(", ")
+            print(f"{fmt.name:9} {streams:34} {timing}")
+            print(f"{'':9} {fmt.summary}")
+        return 0
+    if not args.format or not args.sources or not args.output:
+        raise DensevidError(
+            "import needs FORMAT, SOURCE... and -o FEATURES (or --list)"
+        )
+    report = import_features(
+        args.format,
+        args.sources,
+        args.output,
+        annotations=args.annotations,
+        asr=args.asr,
+        overwrite=args.overwrite,
+        allow_pickle=args.allow_pickle,
+        verbose=not args.quiet,
+    )
+    print(report.summary(), file=sys.stderr)
+    n_done = report.n_videos - len(report.failed_videos)
+    return exit_status(n_done, len(report.failed_videos))
+
+
 # --- train -------------------------------------------------------------------------
 
 
@@ -847,6 +924,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "train": (add_train, run_train),
     "predict": (add_predict, run_predict),
     "extract": (add_extract, run_extract),
+    "import": (add_import, run_import),
     "synth": (add_synth, run_synth),
     "pretrain": (add_pretrain, run_pretrain),
     "caption": (add_caption, run_caption),
