@@ -800,6 +800,7 @@ def run_eval(args: argparse.Namespace) -> int:
         skip_missing=args.skip_missing,
         n_workers=args.workers,
         strict=args.strict,
+        verbose=not args.quiet,
     )
     if args.json == "-":
         print(json.dumps(scores, indent=1))

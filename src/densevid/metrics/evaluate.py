@@ -15,8 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from densevid.errors import DensevidError
+from densevid.errors import DensevidError, plural
 from densevid.events import VideoEvents, load_submission
 from densevid.metrics import densevid as dv
 from densevid.metrics import soda as sd
@@ -65,6 +66,7 @@ def evaluate(
     n_workers: int | None = None,
     strict: bool = False,
     source: str | None = None,
+    verbose: bool = False,
 ) -> dict[str, float]:
     """Scores dense-captioning predictions against one or more reference sets.
 
@@ -100,6 +102,8 @@ def evaluate(
         strict: refuse loosely matched or unknown video ids and events past a
             video's duration (a DensevidError) instead of one warning per kind.
         source: the predictions' name in warnings (``evaluate_files``: the path).
+        verbose: progress bars over the videos and a line per stage (a file of
+            millions of events takes minutes).
 
     Returns:
         Metric name -> value (fractions): the tIoU averages under the official
@@ -118,10 +122,11 @@ def evaluate(
         texts = [e.text for v in preds.values() for e in v.events]
         texts += [e.text for r in refs for v in r.values() for e in v.events]
         texts.append(dv.GARBAGE[garbage])
+        logger.info("eval: tokenising %s", plural(len(texts), "sentence"))
         tokens = (tokenizer or shared_tokenizer())(texts)
     return _evaluate(
         preds, refs, tokens, wanted, tuple(tious), garbage, soda_references, f1,
-        skip_missing, meteor if need_meteor else None,
+        skip_missing, meteor if need_meteor else None, verbose,
     )  # fmt: skip
 
 
@@ -233,6 +238,7 @@ def _evaluate(
     f1: str,
     skip_missing: bool | None,
     meteor: Meteor | None,
+    verbose: bool = False,
 ) -> dict[str, float]:
     t0 = time.perf_counter()
     gt_ids = dv.reference_ids(refs)
@@ -243,7 +249,9 @@ def _evaluate(
     want_captions = bool(set(CAPTION_METRICS) & wanted)
     video_pairs: dict[str, list[list[tuple[str, str]]]] = {}
     proposals: dict[str, tuple[list[float], list[float]]] = {}
-    for vid in caption_ids:
+    for vid in tqdm(
+        caption_ids, desc="eval: matching", unit="video", disable=not verbose
+    ):
         pv = preds.get(vid)
         if pv is None or not pv.events:
             continue
@@ -275,6 +283,9 @@ def _evaluate(
     if meteor is not None and ("METEOR" in wanted or soda_pairs):
         todo = (caption_flat if "METEOR" in wanted else []) + soda_pairs
         todo = list(dict.fromkeys(todo))
+        logger.info(
+            "eval: METEOR statistics of %s in the background", plural(len(todo), "pair")
+        )
 
         def run_meteor() -> None:
             try:
@@ -314,7 +325,10 @@ def _evaluate(
             bleu_stats: dict[tuple[str, str], tuple] = {}
             rouge: dict[tuple[str, str], float] = {}
             memo: dict[tuple, tuple] = {}
-            for vi, vid in enumerate(caption_ids):
+            videos = tqdm(
+                caption_ids, desc="eval: n-grams", unit="video", disable=not verbose
+            )
+            for vi, vid in enumerate(videos):
                 for ti, pairs in enumerate(video_pairs.get(vid, ())):
                     key = tuple(pairs)
                     got = memo.get(key)
@@ -333,6 +347,8 @@ def _evaluate(
     finally:
         if meteor_thread is not None:
             logger.debug("python metrics done (%.1f s)", time.perf_counter() - t0)
+            if meteor_thread.is_alive():
+                logger.info("eval: waiting for METEOR")
             meteor_thread.join()
             logger.debug("METEOR statistics done (%.1f s)", time.perf_counter() - t0)
     if meteor_error:
