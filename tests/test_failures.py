@@ -419,3 +419,19 @@ def test_the_same_warning_over_many_videos_is_one_line(capsys):
         "warning: sample.mp4: something else",
         "warning: a problem without a subject",
     ]
+
+
+def test_eval_shows_its_progress_unless_quiet(tmp_path, capsys):
+    from densevid.events import Event, VideoEvents, save_annotations, save_submission
+
+    videos = [
+        VideoEvents(f"v_{i}", (Event(1.0, 4.0, "a man talks"),), 10.0) for i in range(3)
+    ]
+    save_annotations(videos, tmp_path / "ref.json")
+    save_submission(videos, tmp_path / "sub.json")
+    argv = ["eval", "-s", str(tmp_path / "sub.json"), "-r", str(tmp_path / "ref.json")]
+    argv += ["--metrics", "F1", "--no-soda"]
+    assert main(argv) == 0
+    assert "eval: matching" in capsys.readouterr().err
+    assert main(["-q", *argv]) == 0
+    assert "eval: matching" not in capsys.readouterr().err
