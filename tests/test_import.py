@@ -581,3 +581,31 @@ def test_a_model_trains_on_imported_tsp_features_and_predicts(shared_data, tmp_p
     predict += ["--annotations", str(tmp_path / "val.json"), "-o", str(preds)]
     assert main([*predict, "--method", "greedy", "--max-length", "16"]) == 0
     assert set(load_submission(preds)) == set(val)
+
+
+def test_several_annotation_files_and_the_official_database_format(anet, tmp_path):
+    ann, _ = anet
+    a, b, c, _ = list(ann)
+    first = write_json({a: ann[a]}, tmp_path / "one.json")
+    # the official release's shape: {"database": {id without v_: {...}}}
+    official = {
+        "database": {b[2:]: {"duration": ann[b]["duration"], "annotations": []}}
+    }
+    second = write_json(official, tmp_path / "official.json")
+    h5 = write_tsp(tmp_path / "tsp.h5", {v: rows(6, 512, 0) for v in (a, b, c)})
+    out = tmp_path / "f"
+    report = import_features(
+        "tsp", [h5], out, annotations=[first, second], verbose=False
+    )
+    assert report.imported_videos == {a, b[2:]}
+    assert report.no_annotation == [c]
+    assert sidecar(out, "tsp", b[2:])["duration"] == ann[b]["duration"]
+
+
+def test_a_file_that_is_no_torch_file_is_one_line(yc2, tmp_path, capsys):
+    _, ann_path = yc2
+    junk = tmp_path / "clipvitl14.pth"
+    junk.write_text("not a checkpoint")
+    assert main(cli_args("clip-pth", [junk], tmp_path / "f", ann_path)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {junk}: not a")

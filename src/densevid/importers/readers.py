@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -258,6 +259,8 @@ def open_hdf5(path: Path) -> Any:
         import h5py
     except ImportError as e:  # pragma: no cover - a dependency of densevid
         raise DensevidError("HDF5 formats need h5py: pip install h5py") from e
+    if path.is_dir():
+        raise DensevidError(f"{path}: a directory, expected an HDF5 file")
     if not path.is_file():
         raise DensevidError(f"{path}: no such file")
     try:
@@ -403,33 +406,49 @@ def _as_numpy(value: Any) -> np.ndarray:
 def load_pth(path: Path, allow_pickle: bool) -> Mapping[Any, Any]:
     """A .pth file's {id: tensor} table: weights_only (tensors and containers
     only) and memory-mapped when the file is of torch's zip format."""
-    import torch
-
     if not path.is_file():
         raise DensevidError(f"{path}: no such file")
     try:
-        try:
-            table = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:
-            if "mmap" not in str(e):
-                raise
-            table = torch.load(path, map_location="cpu", weights_only=True)
+        table = _load_weights_only(path)
     except pickle.UnpicklingError as e:
-        if not allow_pickle:
+        refused = re.search(r"GLOBAL (\S+) was not an allowed global", str(e))
+        if allow_pickle:
+            table = _load_trusted_pth(path)
+        elif refused:
             raise DensevidError(
-                f"{path}: holds objects that only unpickling arbitrary code can "
-                "rebuild (not plain tensors); pass --allow-pickle if you trust "
-                "the file"
-            ) from e
-        table = _load_trusted_pth(path)
-    except (OSError, RuntimeError, EOFError, ValueError) as e:
-        raise DensevidError(f"{path}: not a readable torch file ({e})") from None
+                f"{path}: holds objects of type {refused.group(1)}, which only "
+                "unpickling arbitrary code can rebuild; pass --allow-pickle if you "
+                "trust the file"
+            ) from None
+        else:
+            raise DensevidError(
+                f"{path}: not a torch file of plain tensors (the weights-only "
+                "unpickler stopped); if it is a torch file you trust, "
+                "--allow-pickle reads it fully"
+            ) from None
+    except Exception as e:  # noqa: BLE001 - a foreign file fails in many ways in torch
+        raise DensevidError(
+            f"{path}: not a readable torch file ({type(e).__name__}: {e})"
+        ) from None
     if not isinstance(table, Mapping):
         raise DensevidError(
             f"{path}: expected a dict {{video id: (T, D) tensor}}, "
             f"found {type(table).__name__}"
         )
     return table
+
+
+def _load_weights_only(path: Path) -> Any:
+    """torch.load of tensors and containers only, memory-mapped when the file is
+    of torch's zip format (the default since torch 1.6), read whole otherwise."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):
+            raise
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _load_trusted_pth(path: Path) -> Any:
