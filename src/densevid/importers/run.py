@@ -311,7 +311,11 @@ def pair_videos(
             f"{', '.join(map(str, annotations or []))} (feature ids such as "
             f"{some_src}; annotated ids such as {some_ann})"
         )
-    return sorted((mapping[sid], entries[sid]) for sid in mapping)
+    return sorted(((mapping[sid], entries[sid]) for sid in mapping), key=_first)
+
+
+def _first(pair: tuple[str, Entry]) -> str:
+    return pair[0]
 
 
 def check_same_config(out: Path, stream: str, spec: Format) -> None:
