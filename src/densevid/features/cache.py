@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -300,3 +301,21 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+STALE_TMP_S = 3600  # temporary files older than this are from dead runs (s)
+
+
+def remove_stale_tmp(directory: str | os.PathLike) -> None:
+    """Removes the temporary files of writers that died long ago (a killed run's),
+    never those of a live run or shard writing beside this one."""
+    d = Path(directory)
+    if not d.is_dir():
+        return
+    now = time.time()
+    for tmp in d.glob(".*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_TMP_S:
+                tmp.unlink()
+        except OSError:
+            pass

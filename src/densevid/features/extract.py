@@ -44,7 +44,6 @@ from densevid.workers import stoppable_pool
 
 logger = logging.getLogger(__name__)
 
-STALE_TMP_S = 3600  # temporary files older than this are from dead runs (s)
 WDS_DIR = "webdataset"
 WDS_MAXCOUNT = 1000  # videos per tar shard
 
@@ -178,7 +177,7 @@ def extract_features(
     out = Path(out_dir)
     prepare_output_dir(out)
     for name in names:
-        _clean_stale(out / name)
+        cache.remove_stale_tmp(out / name)
 
     # Build each extractor here once: bad options and missing packages/models fail
     # now, with one message, instead of once per video.
@@ -431,16 +430,3 @@ def _check_same_options(out: Path, extractor: Extractor) -> None:
             f"({'; '.join(diff)}; {js.name}): write to another directory, or pass "
             "--overwrite to extract them all again"
         )
-
-
-def _clean_stale(d: Path) -> None:
-    """Removes temporary files of runs that died long ago (not of live shards)."""
-    if not d.is_dir():
-        return
-    now = time.time()
-    for tmp in d.glob(".*.tmp"):
-        try:
-            if now - tmp.stat().st_mtime > STALE_TMP_S:
-                tmp.unlink()
-        except OSError:
-            pass

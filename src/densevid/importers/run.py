@@ -55,7 +55,6 @@ logger = logging.getLogger(__name__)
 
 MAX_NAMED = 5  # ids a summary line names before "..."
 MAX_FAILED_LINES = 20  # failures the summary lists one per line
-STALE_TMP_S = 3600  # temporary files older than this are from dead runs (s)
 
 
 @dataclass
@@ -200,7 +199,7 @@ def import_features(
         pairs = pair_videos(entries, durations, report, sources, annotations)
         streams = list(spec.streams) + ([spec.speech_stream] if asr else [])
         for stream in streams:
-            _remove_stale_tmp(out / stream)
+            cache.remove_stale_tmp(out / stream)
             if not overwrite:
                 check_same_config(out, stream, spec)
         report.n_videos = len(pairs)
@@ -461,16 +460,3 @@ def write_speech(
     if duration is not None:
         meta["duration"] = duration
     cache.save_speech(out, spec.speech_stream, vid, segments, meta)
-
-
-def _remove_stale_tmp(d: Path) -> None:
-    """Removes temporary files of runs that died long ago (not of a live run)."""
-    if not d.is_dir():
-        return
-    now = time.time()
-    for tmp in d.glob(".*.tmp"):
-        try:
-            if now - tmp.stat().st_mtime > STALE_TMP_S:
-                tmp.unlink()
-        except OSError:
-            pass
