@@ -1,6 +1,8 @@
 """A CPU smoke run of a dataset recipe (configs/anet_*.yaml, configs/yc2_*.yaml) on
 stand-in data: the recipe's own streams, annotation ids, durations and captions, with
 random feature rows, and a tiny randomly initialised model instead of T5-base.
+Streams the field distributes (TSP, I3D, VGGish) are written in their release's
+layout and brought in by ``densevid import``, as a user would.
 
 It checks what a user would otherwise find out on the GPU hours later: that the
 recipe's stream names, dimensions and speech input fit together, that its optimiser
@@ -88,6 +90,7 @@ def write_stand_in(recipe: dict, dataset: str, root: Path, n_videos: int) -> Non
     names = list(visual) if isinstance(visual, list) else visual.split(",")
     names += [model["audio_features"]] if model.get("audio_features") else []
     speech = model.get("speech_features", "")
+    sources = root / "sources"
     for split, rel in zip(("train", "val"), DATASETS[dataset], strict=True):
         videos = list(load_annotations(SHARED / rel).values())[:n_videos]
         save_annotations(videos, root / f"{split}.json")
@@ -96,8 +99,11 @@ def write_stand_in(recipe: dict, dataset: str, root: Path, n_videos: int) -> Non
             for name in names:
                 dim, rate = STREAMS[name]
                 n = max(2, int(duration * rate))
-                times = (np.arange(n) + 0.5) / rate
                 rows = rng.normal(size=(n, dim)).astype(np.float32)
+                if name in RELEASED:
+                    RELEASED[name](sources, video.video_id, rows)
+                    continue
+                times = (np.arange(n) + 0.5) / rate
                 meta = {"fps": rate, "duration": duration, "timestamps": times}
                 save_features(root / "features", name, video.video_id, rows, meta)
             if speech:  # the captions stand in for the transcript
@@ -109,11 +115,56 @@ def write_stand_in(recipe: dict, dataset: str, root: Path, n_videos: int) -> Non
                 save_speech(root / "features", speech, video.video_id, segments, meta)
 
 
+def _tsp(sources: Path, vid: str, rows: np.ndarray) -> None:
+    """TSP's release: one HDF5 file, a (T, 512) dataset per video id."""
+    import h5py
+
+    sources.mkdir(parents=True, exist_ok=True)
+    with h5py.File(sources / "tsp_features.h5", "a") as f:
+        f[vid] = rows
+
+
+def _bmt(suffix: str, folder: str):
+    """BMT's release: one .npy per video and stream (``v_<id>_rgb.npy``...)."""
+
+    def write(sources: Path, vid: str, rows: np.ndarray) -> None:
+        d = sources / folder
+        d.mkdir(parents=True, exist_ok=True)
+        np.save(d / f"{vid}{suffix}.npy", rows)
+
+    return write
+
+
+# streams written in their release's layout and imported: name -> writer
+RELEASED = {
+    "tsp": _tsp,
+    "i3d_rgb": _bmt("_rgb", "i3d"),
+    "i3d_flow": _bmt("_flow", "i3d"),
+    "vggish": _bmt("", "vggish"),
+}
+# what ``densevid import`` reads for each released source
+IMPORTS = {"tsp_features.h5": "tsp", "i3d": "i3d", "vggish": "vggish"}
+
+
+def import_released(root: Path) -> None:
+    """``densevid import`` of every released source written for the stand-in."""
+    for source, fmt in IMPORTS.items():
+        path = root / "sources" / source
+        if not path.exists():
+            continue
+        argv = ["-q", "import", fmt, str(path), "-o", str(root / "features")]
+        for split in ("train", "val"):
+            argv += ["--annotations", str(root / f"{split}.json")]
+        if densevid(argv) != 0:
+            raise SystemExit(f"densevid import {fmt} failed")
+
+
 def smoke(config: Path, root: Path, n_videos: int = 8) -> dict:
     """Runs the recipe end to end on stand-in data in ``root``; returns the
     training summary and the F1 of its predictions (meaningless: random rows)."""
     recipe = yaml.safe_load(config.read_text(encoding="utf-8"))
     write_stand_in(recipe, dataset_of(config), root, n_videos)
+    import_released(root)
     paths = [
         f"train_annotations={root / 'train.json'}",
         f"val_annotations=[{root / 'val.json'}]",
@@ -136,7 +187,13 @@ def smoke(config: Path, root: Path, n_videos: int = 8) -> dict:
     if densevid(argv) != 0:
         raise SystemExit(f"{config}: eval failed")
     state = json.loads((root / "run" / "last" / "training_state.json").read_text())
-    return {"steps": state["step"], "F1": json.loads(scores.read_text())["F1"]}
+    imported = sorted(
+        d.name
+        for d in (root / "features").iterdir()
+        if any("format" in json.loads(j.read_text()) for j in d.glob("*.json"))
+    )
+    f1 = json.loads(scores.read_text())["F1"]
+    return {"steps": state["step"], "F1": f1, "imported": imported}
 
 
 def main() -> None:

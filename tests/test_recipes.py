@@ -48,3 +48,5 @@ def test_recipe_smoke_run_on_stand_in_data(recipe, tmp_path, one_torch_thread):
     result = smoke(recipe, tmp_path, n_videos=4)
     assert result["steps"] == 2
     assert 0.0 <= result["F1"] <= 1.0
+    released = {"anet_tsp": ["tsp"], "anet_bmt": ["i3d_flow", "i3d_rgb", "vggish"]}
+    assert result["imported"] == released.get(recipe.stem, [])  # via densevid import
