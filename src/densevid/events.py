@@ -3,7 +3,9 @@
 Two formats matter (ActivityNet Captions, used by every dense-captioning toolkit):
 
 - annotations: ``{video_id: {"duration": s, "timestamps": [[s, e], ...],
-  "sentences": [...]}}``
+  "sentences": [...]}}``; the layouts datasets release (YouCook2's official file,
+  ViTT's JSON lines) are recognised by their shape and rewritten into this one by
+  ``densevid.annotations`` before the same checks
 - submissions: ``{"version": str, "results": {video_id: [{"sentence": str,
   "timestamp": [s, e], "score"?: float}]}, "external_data": {...}}``
 
@@ -29,7 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from densevid.errors import DensevidError
+from densevid.annotations import (
+    ACTIVITYNET,
+    DROPS,
+    check_id_mapping,
+    convert,
+    split_subset,
+)
+from densevid.errors import DensevidError, plural
 from densevid.files import VIDEO_EXTENSIONS
 
 logger = logging.getLogger(__name__)
@@ -46,6 +55,12 @@ SUBMISSION_FIELDS = ("results", "version", "external_data")  # the official scri
 class SubmissionWarning(UserWarning):
     """A kind of oddity in predictions that is scored as the official scorer scores
     it; issued once per kind and file, with the count (``strict=True`` refuses)."""
+
+
+class AnnotationWarning(UserWarning):
+    """A kind of video or annotation set that reading a released layout leaves
+    out (``densevid.annotations.DROPS``), issued once per kind and file with the
+    count."""
 
 
 @dataclass(frozen=True)
@@ -257,19 +272,22 @@ class Findings:
 
     One object collects them so that ``densevid check`` and ``densevid eval`` say
     the same words by the same rules, and ``strict`` refuses exactly what would
-    otherwise be a warning.
+    otherwise be a warning. ``table`` and ``category`` let annotation readers count
+    what they drop by the same rules (``densevid.annotations.DROPS``).
     """
 
     source: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     first: dict[str, str] = field(default_factory=dict)
     details: dict[str, list[str]] = field(default_factory=dict)
+    table: Mapping[str, tuple[str, str]] = field(default_factory=lambda: ODDITIES)
+    category: type[Warning] = SubmissionWarning
 
     def add(
         self, kind: str, where: str = "", *, n: int = 1, detail: str | None = None
     ) -> None:
-        """Counts ``n`` cases of ``kind`` (a key of ``ODDITIES``) seen at ``where``."""
-        assert kind in ODDITIES, kind
+        """Counts ``n`` cases of ``kind`` (a key of ``table``) seen at ``where``."""
+        assert kind in self.table, kind
         self.counts[kind] = self.counts.get(kind, 0) + n
         if where:
             self.first.setdefault(kind, where)
@@ -278,10 +296,10 @@ class Findings:
             seen.append(detail)
 
     def messages(self, *, strict: bool = False) -> list[str]:
-        """One line per kind, in ``ODDITIES`` order, naming the first case: the
+        """One line per kind, in ``table`` order, naming the first case: the
         finding and what is done with it, or with ``strict`` the finding alone."""
         out = []
-        for kind, (finding, consequence) in ODDITIES.items():
+        for kind, (finding, consequence) in self.table.items():
             n = self.counts.get(kind)
             if not n:
                 continue
@@ -301,23 +319,28 @@ class Findings:
         return out
 
     def report(self, *, strict: bool = False) -> None:
-        """Warns once per kind (``SubmissionWarning``), or with ``strict`` raises one
+        """Warns once per kind (``category``), or with ``strict`` raises one
         DensevidError naming every kind."""
         prefix = f"{self.source}: " if self.source else ""
         if strict and self.counts:
             found = "; ".join(self.messages(strict=True))
             raise DensevidError(f"{prefix}refused by --strict: {found}")
         for line in self.messages():
-            warnings.warn(prefix + line, SubmissionWarning, stacklevel=3)
+            warnings.warn(prefix + line, self.category, stacklevel=3)
 
 
 def read_json(
     path: str | os.PathLike,
     *,
     object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
+    lines: bool = False,
 ) -> Any:
     """Reads a JSON file, turning every failure into one DensevidError
-    (``object_pairs_hook`` as ``json.load``'s)."""
+    (``object_pairs_hook`` as ``json.load``'s).
+
+    With ``lines``, a file of several JSON values one per line (JSON lines, as
+    ViTT releases its annotations) is read as the list of them.
+    """
     p = Path(path)
     if not p.exists():
         raise DensevidError(f"{p}: no such file")
@@ -325,15 +348,40 @@ def read_json(
         raise DensevidError(f"{p}: is a directory, expected a JSON file")
     try:
         with open(p, encoding="utf-8") as f:
-            return json.load(f, object_pairs_hook=object_pairs_hook)
+            text = f.read()
     except UnicodeDecodeError as e:
         raise DensevidError(f"{p}: not a UTF-8 text file ({e.reason})") from e
+    except OSError as e:
+        raise DensevidError(f"{p}: cannot read ({e.strerror})") from e
+    try:
+        return json.loads(text, object_pairs_hook=object_pairs_hook)
     except json.JSONDecodeError as e:
+        if lines and e.msg == "Extra data":
+            return _json_lines(p, text, object_pairs_hook)
         raise DensevidError(
             f"{p}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
         ) from e
-    except OSError as e:
-        raise DensevidError(f"{p}: cannot read ({e.strerror})") from e
+
+
+def _json_lines(
+    path: Path,
+    text: str,
+    object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None,
+) -> list[Any]:
+    """The values of a JSON-lines file, blank lines skipped. Split on newlines
+    only: a JSON string may hold other line separators unescaped."""
+    out = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line, object_pairs_hook=object_pairs_hook))
+        except json.JSONDecodeError as e:
+            raise DensevidError(
+                f"{path}: not valid JSON lines (line {number}, column {e.colno}: "
+                f"{e.msg})"
+            ) from e
+    return out
 
 
 def write_json_atomic(
@@ -355,28 +403,110 @@ def strip_video_extension(video_id: str) -> str:
     return video_id
 
 
+@dataclass(frozen=True)
+class AnnotationFile:
+    """An annotation file as read: its videos, and what ``densevid check`` says
+    about it (the layout found, the subset read and the ones the file holds)."""
+
+    path: str
+    videos: dict[str, VideoEvents]
+    layout: str = ACTIVITYNET
+    subset: str | None = None
+    subsets: dict[str, int] = field(default_factory=dict)
+    about: str = ""
+
+    def describe(self) -> str:
+        """``'YouCook2 layout, subset training of: training (3 videos), ...'``."""
+        text = f"{self.layout} layout"
+        if self.subsets:
+            held = ", ".join(
+                f"{s} ({plural(n, 'video')})" for s, n in self.subsets.items()
+            )
+            text += f", subset {self.subset} of: {held}"
+        return f"{text}; {self.about}" if self.about else text
+
+
 def load_annotations(
-    path: str | os.PathLike, *, strict: bool = False
+    path: str | os.PathLike,
+    *,
+    strict: bool = False,
+    subset: str | None = None,
+    durations: Mapping[str, float] | None = None,
+    id_mapping: Mapping[str, str] | str | os.PathLike | None = None,
 ) -> dict[str, VideoEvents]:
-    """Reads an ActivityNet-format annotation file.
+    """Reads an annotation file: ActivityNet Captions, or a layout a dataset
+    releases (YouCook2's ``youcookii_annotations_trainval.json``, ViTT's
+    ``ViTT-annotations.json``), recognised by its shape.
 
     Args:
-        path: the JSON file.
+        path: the file; ``FILE#SUBSET`` names a subset (YouCook2's ``training``,
+            ``validation``), so configs and every command can choose one.
         strict: raise on reversed segments and ends past the duration instead of
             repairing (reversed: swapped) or tolerating (past the end: kept) them.
+        subset: the subset to read, as the ``#SUBSET`` suffix does. A file
+            holding several must be given one.
+        durations: video id -> seconds, for layouts without durations (ViTT gives
+            chapter starts only; ``densevid.annotations.video_durations`` reads
+            them from the videos or their features). Ignored by the others.
+        id_mapping: ViTT's ``id_mapping.json`` (a path or the mapping itself): its
+            YouTube-8M ids become YouTube ids, and ids it lacks are dropped.
 
     Returns:
         video id -> VideoEvents, in file order, events in file order.
     """
-    data = read_json(path)
-    if not isinstance(data, dict):
+    return read_annotation_file(
+        path,
+        strict=strict,
+        subset=subset,
+        durations=durations,
+        id_mapping=id_mapping,
+    ).videos
+
+
+def read_annotation_file(
+    path: str | os.PathLike,
+    *,
+    strict: bool = False,
+    subset: str | None = None,
+    durations: Mapping[str, float] | None = None,
+    id_mapping: Mapping[str, str] | str | os.PathLike | None = None,
+) -> AnnotationFile:
+    """``load_annotations`` with what was found about the file (its layout and
+    subsets), for summaries; the arguments are the same."""
+    source = os.fspath(path)
+    file, named = split_subset(source)
+    if named is not None and subset is not None and named != subset:
         raise DensevidError(
-            f"{path}: expected an object {{video_id: annotation}}, got {_kind(data)}"
+            f"{source}: names subset '{named}', but subset '{subset}' was asked for"
         )
-    if "results" in data and "version" in data:
-        raise DensevidError(
-            f"{path}: this is a submission (has 'results'), not an annotation file"
-        )
+    data = read_json(file, lines=True)
+    if id_mapping is not None and not isinstance(id_mapping, Mapping):
+        id_mapping = check_id_mapping(read_json(id_mapping), os.fspath(id_mapping))
+    dropped = Findings(source, table=DROPS, category=AnnotationWarning)
+    converted = convert(
+        data,
+        source,
+        subset=named or subset,
+        durations=durations,
+        id_mapping=id_mapping,
+        drop=dropped.add,
+    )
+    videos = _activitynet_videos(converted.annotations, source, strict)
+    dropped.report()
+    return AnnotationFile(
+        source,
+        videos,
+        converted.layout,
+        converted.subset,
+        converted.subsets,
+        converted.about,
+    )
+
+
+def _activitynet_videos(
+    data: dict[str, Any], path: str, strict: bool
+) -> dict[str, VideoEvents]:
+    """The checks every annotation file goes through, in the ActivityNet shape."""
     report = LoadReport(str(path))
     videos: dict[str, VideoEvents] = {}
     for video_id, ann in data.items():
