@@ -235,5 +235,5 @@ def test_cli_check(tmp_path, capsys):
     bad = write(tmp_path, "{", "bad.json")
     assert main(["check", str(good), str(bad)]) == 1
     out, err = capsys.readouterr()
-    assert "annotations, 2 videos, 3 events" in out
+    assert "annotations, 2 videos, 3 events; ActivityNet Captions layout" in out
     assert "bad.json: not valid JSON" in err

@@ -381,16 +381,16 @@ def _vitt(
             video_id = raw_id
         sets.setdefault(video_id, []).append(chapters)
     for raw_id in unmapped:
-        drop("unmapped", f"video {raw_id}", detail=raw_id)
+        drop("unmapped", detail=raw_id)
     out: dict[str, Any] = {}
     missing = []
     for video_id, video_sets in sets.items():
         if video_id not in durations:
             missing.append(video_id)
-            drop("no_duration", f"video {video_id}", detail=video_id)
+            drop("no_duration", detail=video_id)
             continue
         if len(video_sets) > VITT_MAX_SETS:
-            drop("many_sets", f"video {video_id}", detail=video_id)
+            drop("many_sets", detail=video_id)
             continue
         duration = durations[video_id]
         for k, chapters in enumerate(video_sets):

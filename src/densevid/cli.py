@@ -176,10 +176,20 @@ def add_check(sub: argparse._SubParsersAction) -> None:
         sub,
         "check",
         "validate annotation or submission files and summarise them; a "
-        "submission gets the warnings densevid eval would give, in its words",
-        "densevid check preds.json -r val_1.json val_2.json",
+        "submission gets the warnings densevid eval would give, in its words. "
+        "Annotations in YouCook2's and ViTT's released layouts are recognised and, "
+        "with -o, written in the ActivityNet format",
+        "densevid check preds.json -r val_1.json val_2.json\n"
+        "  densevid check youcookii_annotations_trainval.json --subset training "
+        "-o yc2_train.json\n"
+        "  densevid check ViTT-annotations.json --durations videos/ "
+        "--id-mapping id_mapping.json -o vitt.json",
     )
-    p.add_argument("files", nargs="+", help="annotation or submission JSON files")
+    p.add_argument(
+        "files",
+        nargs="+",
+        help="annotation or submission files (FILE#SUBSET names a subset)",
+    )
     p.add_argument(
         "-r",
         "--references",
@@ -194,16 +204,48 @@ def add_check(sub: argparse._SubParsersAction) -> None:
         "densevid eval --strict refuses (ids and durations only with -r); for "
         "annotations, reversed segments and ends past the duration",
     )
+    p.add_argument(
+        "--subset",
+        help="the subset of a YouCook2 file to read (training, validation); "
+        "without it each subset is summarised",
+    )
+    p.add_argument(
+        "--durations",
+        metavar="DIR",
+        help="ViTT: the videos (probed) or their FEATURES directory (sidecars' "
+        "duration), by video id; ViTT gives chapter starts only",
+    )
+    p.add_argument(
+        "--id-mapping",
+        metavar="FILE",
+        help="ViTT: id_mapping.json, from YouTube-8M ids to YouTube ids",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.json",
+        help="write the annotations read (one file, one subset) in the "
+        "ActivityNet format, to name in configs and commands",
+    )
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from densevid.annotations import split_subset, subsets_of, video_durations
     from densevid.events import (
         is_submission,
-        load_annotations,
         load_submission,
+        read_annotation_file,
         read_json,
+        save_annotations,
     )
 
+    def counted(videos: Mapping[str, Any]) -> str:
+        n_events = sum(len(v) for v in videos.values())
+        return f"{len(videos)} videos, {n_events} events"
+
+    if args.output and len(args.files) != 1:
+        raise DensevidError("check -o writes one file: give one annotation FILE")
+    durations = video_durations(args.durations) if args.durations else None
     refs = None
     if args.references:  # densevid.metrics only when asked: it loads numpy and more
         from densevid.metrics.submission import load_references, match_submission
@@ -212,26 +254,66 @@ def run_check(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.files:
         try:
-            data = read_json(path)
+            file, named = split_subset(path)
+            data = read_json(file, lines=True)
             matched = None
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                if is_submission(data):
+                if named is None and is_submission(data):
+                    if args.output:
+                        raise DensevidError(
+                            f"{path}: a submission; -o writes annotations"
+                        )
                     videos = load_submission(path, strict=args.strict)
-                    kind = "submission"
+                    line = f"{path}: submission, " + counted(videos)
                     if refs is not None:
                         matched = match_submission(
                             videos, refs, strict=args.strict, source=str(path)
                         )
+                        n_refs = len({v for r in refs for v in r})
+                        line += (
+                            f"; {len(matched)} of the {n_refs} reference videos "
+                            "predicted"
+                        )
+                    print(line)
                 else:
-                    videos = load_annotations(path, strict=args.strict)
-                    kind = "annotations"
-            n_events = sum(len(v) for v in videos.values())
-            line = f"{path}: {kind}, {len(videos)} videos, {n_events} events"
-            if matched is not None:
-                n_refs = len({v for r in refs for v in r})
-                line += f"; {len(matched)} of the {n_refs} reference videos predicted"
-            print(line)
+                    held = subsets_of(data)
+                    each = (
+                        list(held)
+                        if len(held) > 1 and not (named or args.subset or args.output)
+                        else [args.subset]
+                    )
+                    read = [
+                        read_annotation_file(
+                            path,
+                            strict=args.strict,
+                            subset=subset,
+                            durations=durations,
+                            id_mapping=args.id_mapping,
+                        )
+                        for subset in each
+                    ]
+                    if len(read) == 1:
+                        found = read[0]
+                        print(
+                            f"{path}: annotations, {counted(found.videos)}; "
+                            f"{found.describe()}"
+                        )
+                    else:
+                        print(
+                            f"{path}: annotations, {read[0].layout} layout with "
+                            f"{len(read)} subsets; name one to use it ({path}#"
+                            f"{each[0]}, or --subset {each[0]})"
+                        )
+                        for found in read:
+                            print(f"  {found.subset}: {counted(found.videos)}")
+                    if args.output:
+                        save_annotations(read[0].videos.values(), args.output)
+                        print(
+                            f"wrote {args.output}: "
+                            f"{plural(len(read[0].videos), 'video')}, ActivityNet "
+                            "Captions format"
+                        )
             for w in caught:
                 print(f"  warning: {w.message}")
         except DensevidError as e:
