@@ -49,14 +49,14 @@ WDS_MAXCOUNT = 1000  # videos per tar shard
 
 
 @dataclass
-class ExtractReport:
-    """What a run did, per (video id, extractor)."""
+class StreamReport:
+    """What a run that writes the feature cache did, per (video id, stream): the
+    counts ``extract`` and ``import`` report and decide their exit status by."""
 
     n_videos: int = 0
     done: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str, str]] = field(default_factory=list)
-    shards: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -65,7 +65,7 @@ class ExtractReport:
         return {vid for vid, _, _ in self.failed}
 
     @property
-    def extracted_videos(self) -> set[str]:
+    def written_videos(self) -> set[str]:
         """Videos whose streams were all written, some of them by this run."""
         return {vid for vid, _ in self.done} - self.failed_videos
 
@@ -74,6 +74,17 @@ class ExtractReport:
         """Videos this run found complete and left alone."""
         touched = self.failed_videos | {vid for vid, _ in self.done}
         return len({vid for vid, _ in self.skipped} - touched)
+
+
+@dataclass
+class ExtractReport(StreamReport):
+    """What an extraction run did; ``shards`` are its webdataset tars."""
+
+    shards: list[Path] = field(default_factory=list)
+
+    @property
+    def extracted_videos(self) -> set[str]:
+        return self.written_videos
 
     def summary(self) -> str:
         """Several lines: counts of videos, then one line per failed stream."""

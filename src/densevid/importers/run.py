@@ -34,7 +34,7 @@ from typing import Any
 from densevid.errors import DensevidError, plural
 from densevid.events import read_json, resolve_video_ids
 from densevid.features import cache
-from densevid.features.extract import prepare_output_dir
+from densevid.features.extract import StreamReport, prepare_output_dir
 from densevid.features.registry import option_differences
 from densevid.importers.formats import (
     Format,
@@ -58,7 +58,7 @@ MAX_FAILED_LINES = 20  # failures the summary lists one per line
 
 
 @dataclass
-class ImportReport:
+class ImportReport(StreamReport):
     """What a run did, per (video id, stream), and which videos it could not pair.
 
     Attributes:
@@ -75,33 +75,17 @@ class ImportReport:
         overrun: videos whose rows reach past their duration by more than a row.
     """
 
-    format: str
-    n_videos: int = 0
-    done: list[tuple[str, str]] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    failed: list[tuple[str, str, str]] = field(default_factory=list)
+    format: str = ""
     no_features: list[str] = field(default_factory=list)
     no_annotation: list[str] = field(default_factory=list)
     ambiguous: list[str] = field(default_factory=list)
     missing_streams: dict[str, list[str]] = field(default_factory=dict)
     overrun: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def failed_videos(self) -> set[str]:
-        """Videos with at least one stream that failed."""
-        return {vid for vid, _, _ in self.failed}
 
     @property
     def imported_videos(self) -> set[str]:
         """Videos this run wrote streams of, none failing."""
-        return {vid for vid, _ in self.done} - self.failed_videos
-
-    @property
-    def n_complete_before(self) -> int:
-        """Videos this run found complete and left alone."""
-        touched = self.failed_videos | {vid for vid, _ in self.done}
-        return len({vid for vid, _ in self.skipped} - touched)
+        return self.written_videos
 
     def summary(self) -> str:
         """Several lines: the counts, the videos missing on either side, then one
