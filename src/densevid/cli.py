@@ -438,8 +438,7 @@ def run_extract(args: argparse.Namespace) -> int:
         verbose=not args.quiet,
     )
     print(report.summary(), file=sys.stderr)
-    n_done = len(report.extracted_videos) + report.n_complete_before
-    return exit_status(n_done, len(report.failed_videos))
+    return exit_status(report.n_done, len(report.failed_videos))
 
 
 # --- import ------------------------------------------------------------------------
@@ -515,8 +514,7 @@ def run_import(args: argparse.Namespace) -> int:
         verbose=not args.quiet,
     )
     print(report.summary(), file=sys.stderr)
-    n_done = report.n_videos - len(report.failed_videos)
-    return exit_status(n_done, len(report.failed_videos))
+    return exit_status(report.n_done, len(report.failed_videos))
 
 
 # --- train -------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +319,16 @@ def remove_stale_tmp(directory: str | os.PathLike) -> None:
                 tmp.unlink()
         except OSError:
             pass
+
+
+def stored_configs(directory: str | os.PathLike) -> Iterator[tuple[Path, Any]]:
+    """(sidecar, its ``config`` value) of each readable sidecar of a stream's
+    directory, in name order: what a run writing into it compares its own options
+    with, so that old rows made otherwise are not silently kept."""
+    for js in sorted(Path(directory).glob("*.json")):
+        try:
+            with open(js, encoding="utf-8") as f:
+                found = json.load(f).get("config")
+        except (OSError, ValueError, AttributeError):
+            continue  # an incomplete or foreign file; has_features decides
+        yield js, found

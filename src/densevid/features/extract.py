@@ -70,6 +70,11 @@ class StreamReport:
         return {vid for vid, _ in self.done} - self.failed_videos
 
     @property
+    def n_done(self) -> int:
+        """Videos whose every stream is in the cache now, written or found."""
+        return self.n_videos - len(self.failed_videos)
+
+    @property
     def n_complete_before(self) -> int:
         """Videos this run found complete and left alone."""
         touched = self.failed_videos | {vid for vid, _ in self.done}
@@ -425,12 +430,7 @@ def _check_same_options(out: Path, extractor: Extractor) -> None:
     if not d.is_dir():
         return
     wanted = json.loads(json.dumps(extractor.describe()["config"]))
-    for js in sorted(d.glob("*.json")):
-        try:
-            with open(js, encoding="utf-8") as f:
-                found = json.load(f).get("config")
-        except (OSError, ValueError, AttributeError):
-            continue  # an incomplete or foreign file; has_features decides
+    for js, found in cache.stored_configs(d):
         if not isinstance(found, dict):
             return
         diff = option_differences(extractor.name, found, wanted)

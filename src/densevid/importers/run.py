@@ -308,12 +308,7 @@ def check_same_config(out: Path, stream: str, spec: Format) -> None:
     if not d.is_dir():
         return
     wanted = json.loads(json.dumps(spec.config()))
-    for js in sorted(d.glob("*.json")):
-        try:
-            with open(js, encoding="utf-8") as f:
-                found = json.load(f).get("config")
-        except (OSError, ValueError, AttributeError):
-            continue  # an incomplete or foreign file; has_features decides
+    for js, found in cache.stored_configs(d):
         if not isinstance(found, dict):
             continue
         diff = option_differences(stream, found, wanted, ("there", "now"))
