@@ -1,6 +1,7 @@
 """Shared fixtures: the reference data beside the project, offline settings."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def java() -> str:
+    """A Java runtime, for the tests that cross-check against the official jars
+    (densevid itself needs none)."""
+    found = os.environ.get("DENSEVID_JAVA") or shutil.which("java")
+    if not found:
+        pytest.skip(
+            "no Java runtime: the cross-check against the official jars needs one"
+        )
+    return found

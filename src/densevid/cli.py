@@ -813,6 +813,19 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-soda", action="store_true", help="skip SODA_c")
     p.add_argument(
+        "--paragraph",
+        action="store_true",
+        help="paragraph evaluation instead: each video's captions joined in time "
+        "order, scored against the reference paragraphs (*_para.json files or "
+        "annotation files) with BLEU, METEOR, ROUGE-L and CIDEr",
+    )
+    p.add_argument(
+        "--backend",
+        choices=["python", "java"],
+        help="METEOR 1.5 and the PTB tokenizer re-implemented in Python (default, "
+        "no Java), or pycocoevalcap's jars (needs Java; to cross-check)",
+    )
+    p.add_argument(
         "--soda-references",
         choices=["separate", "merged", "best"],
         default="separate",
@@ -867,21 +880,25 @@ def run_eval(args: argparse.Namespace) -> int:
     from densevid.metrics import evaluate_files, format_scores
 
     t0 = time.perf_counter()
-    scores = evaluate_files(
-        args.submission,
-        args.references,
-        tious=args.tious,
-        max_proposals=args.max_proposals,
-        metrics=args.metrics,
-        garbage=args.garbage,
-        soda=not args.no_soda,
-        soda_references=args.soda_references,
-        f1=args.f1,
-        skip_missing=args.skip_missing,
-        n_workers=args.workers,
-        strict=args.strict,
-        verbose=not args.quiet,
-    )
+    if args.paragraph:
+        scores = _paragraph_scores(args)
+    else:
+        scores = evaluate_files(
+            args.submission,
+            args.references,
+            tious=args.tious,
+            max_proposals=args.max_proposals,
+            metrics=args.metrics,
+            garbage=args.garbage,
+            soda=not args.no_soda,
+            soda_references=args.soda_references,
+            f1=args.f1,
+            skip_missing=args.skip_missing,
+            n_workers=args.workers,
+            backend=args.backend,
+            strict=args.strict,
+            verbose=not args.quiet,
+        )
     if args.json == "-":
         print(json.dumps(scores, indent=1))
         return 0
@@ -889,8 +906,27 @@ def run_eval(args: argparse.Namespace) -> int:
         write_json_atomic(scores, args.json, indent=1)
     refs = " + ".join(args.references)
     print(f"{args.submission} vs {refs} ({time.perf_counter() - t0:.1f} s)")
-    print(format_scores(scores, args.tious))
+    print(format_scores(scores, [] if args.paragraph else args.tious))
     return 0
+
+
+def _paragraph_scores(args: argparse.Namespace) -> dict[str, float]:
+    from densevid.events import load_submission
+    from densevid.metrics.paragraph import (
+        evaluate_paragraphs,
+        load_paragraph_references,
+    )
+
+    refs = [load_paragraph_references(r) for r in args.references]
+    preds = load_submission(args.submission, max_per_video=None, strict=args.strict)
+    return evaluate_paragraphs(
+        preds,
+        refs,
+        metrics=args.metrics,
+        backend=args.backend,
+        strict=args.strict,
+        source=args.submission,
+    )
 
 
 # --- caption -----------------------------------------------------------------------

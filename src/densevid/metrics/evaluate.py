@@ -21,6 +21,7 @@ from densevid.errors import DensevidError, plural
 from densevid.events import VideoEvents, load_submission
 from densevid.metrics import densevid as dv
 from densevid.metrics import soda as sd
+from densevid.metrics.backend import check_backend
 from densevid.metrics.scorers import (
     Meteor,
     NgramCache,
@@ -42,11 +43,16 @@ METRICS = (*CAPTION_METRICS, *PROPOSAL_METRICS, "SODA_c")
 F1_DEFINITIONS = ("tiou", "average", "video")
 
 
-def needs_java(metrics: Iterable[str]) -> bool:
-    """Whether scoring these metrics runs Java: the caption metrics and SODA_c
-    tokenise with the PTB tokenizer (METEOR is Java too); Recall, Precision and F1
-    do not. Per-tIoU names ("METEOR@0.5") count as their metric."""
+def needs_text(metrics: Iterable[str]) -> bool:
+    """Whether these metrics read the captions: the caption metrics and SODA_c
+    (tokenised with the PTB tokenizer); Recall, Precision and F1 do not.
+    Per-tIoU names ("METEOR@0.5") count as their metric."""
     return bool({m.split("@")[0] for m in metrics} & {*CAPTION_METRICS, "SODA_c"})
+
+
+def needs_java(metrics: Iterable[str], backend: str | None = None) -> bool:
+    """Whether scoring these metrics runs Java: only with the "java" backend."""
+    return check_backend(backend) == "java" and needs_text(metrics)
 
 
 def evaluate(
@@ -64,6 +70,7 @@ def evaluate(
     meteor: Meteor | None = None,
     tokenizer: PTBTokenizer | None = None,
     n_workers: int | None = None,
+    backend: str | None = None,
     strict: bool = False,
     source: str | None = None,
     verbose: bool = False,
@@ -94,11 +101,14 @@ def evaluate(
         skip_missing: reference videos without predictions: None follows each
             tool (densevid_eval counts them as 0, SODA skips them), True skips
             them everywhere (VidChapters), False counts them as 0 everywhere.
-        meteor: the ``Meteor`` to use; by default the process-wide one
-            (``shared_meteor()``: started once, kept until exit).
-        tokenizer: the ``PTBTokenizer`` to use; by default a process-wide one
-            (its cache makes repeated references free).
-        n_workers: METEOR processes, when the shared one is started here.
+        meteor: the METEOR scorer to use; by default the backend's process-wide
+            one (``shared_meteor()``: started once, kept until exit).
+        tokenizer: the PTB tokenizer to use; by default the backend's
+            process-wide one (its cache makes repeated references free).
+        n_workers: METEOR processes, when the shared Java one is started here.
+        backend: "python" (default: METEOR 1.5 and the PTB tokenizer
+            re-implemented, no Java) or "java" (the jars pycocoevalcap ships, for
+            cross-checking); the numbers are the same.
         strict: refuse loosely matched or unknown video ids and events past a
             video's duration (a DensevidError) instead of one warning per kind.
         source: the predictions' name in warnings (``evaluate_files``: the path).
@@ -110,20 +120,21 @@ def evaluate(
         names ("Bleu_4", "METEOR", "CIDEr", "Recall", ...), per-tIoU values as
         "METEOR@0.5", and "SODA_c".
     """
+    backend = check_backend(backend)
     refs = [references] if isinstance(references, Mapping) else list(references)
     wanted = _check_options(metrics, soda, garbage, soda_references, f1, tious, refs)
     preds = _match_predictions(predictions, refs, max_proposals, strict, source)
     need_meteor = bool({"METEOR", "SODA_c"} & wanted)
-    need_text = needs_java(wanted)
+    need_text = needs_text(wanted)
     if need_meteor and meteor is None:
-        meteor = shared_meteor(n_workers)  # loads while the sentences are tokenised
+        meteor = shared_meteor(n_workers, backend)  # loads while tokenising
     tokens: dict[str, str] = {}
     if need_text:
         texts = [e.text for v in preds.values() for e in v.events]
         texts += [e.text for r in refs for v in r.values() for e in v.events]
         texts.append(dv.GARBAGE[garbage])
         logger.info("eval: tokenising %s", plural(len(texts), "sentence"))
-        tokens = (tokenizer or shared_tokenizer())(texts)
+        tokens = (tokenizer or shared_tokenizer(backend))(texts)
     return _evaluate(
         preds, refs, tokens, wanted, tuple(tious), garbage, soda_references, f1,
         skip_missing, meteor if need_meteor else None, verbose,
@@ -150,7 +161,8 @@ def evaluate_files(
     if kwargs.get("soda") is False:
         wanted.discard("SODA_c")
     if kwargs.get("meteor") is None and wanted & {"METEOR", "SODA_c"}:
-        shared_meteor(kwargs.get("n_workers"))  # starts loading while files load
+        # starts loading while the files load
+        shared_meteor(kwargs.get("n_workers"), kwargs.get("backend"))
     refs = load_references(references)
     preds = load_submission(submission, max_per_video=max_proposals, strict=strict)
     return evaluate(

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from densevid.errors import DensevidError
+from densevid.metrics.backend import check_backend
 from densevid.metrics.meteor_pool import POOL_CLASS, pool_classpath
 from densevid.metrics.tokenize import JVM_TEXT, coco_jar, java_executable
 
@@ -288,29 +289,40 @@ class Meteor:
         return [a for i in starts for a in results[i]]
 
 
-_shared: Meteor | None = None
+_shared: dict[str, Meteor] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_meteor(n_workers: int | None = None) -> Meteor:
-    """The process-wide ``Meteor`` that ``evaluate`` uses by default, started on
-    first use and kept (with its cache) until ``close_shared_meteor()`` or exit,
-    so that repeated evaluations (training) pay the start-up once."""
-    global _shared
+def make_meteor(backend: str | None = None, n_workers: int | None = None):
+    """A METEOR 1.5 scorer: "python" (``densevid.metrics.meteor``, no Java) or
+    "java" (the jar pycocoevalcap ships, for cross-checking). Both answer the same
+    statistics lines and scores."""
+    if check_backend(backend) == "java":
+        return Meteor(n_workers)
+    from densevid.metrics.meteor import PythonMeteor
+
+    return PythonMeteor()
+
+
+def shared_meteor(n_workers: int | None = None, backend: str | None = None):
+    """The process-wide METEOR of a backend that ``evaluate`` uses by default,
+    started on first use and kept (with its cache) until ``close_shared_meteor()``
+    or exit, so that repeated evaluations (training) pay the start-up once."""
     with _shared_lock:
-        if _shared is None or _shared.closed:
-            _shared = Meteor(n_workers)
-            atexit.register(_shared.close)
-        return _shared
+        backend = check_backend(backend)
+        meteor = _shared.get(backend)
+        if meteor is None or meteor.closed:
+            meteor = _shared[backend] = make_meteor(backend, n_workers)
+            atexit.register(meteor.close)
+        return meteor
 
 
 def close_shared_meteor() -> None:
-    """Stops the shared METEOR processes (they restart when needed)."""
-    global _shared
+    """Stops the shared METEOR scorers (they restart when needed)."""
     with _shared_lock:
-        if _shared is not None:
-            _shared.close()
-            _shared = None
+        for meteor in _shared.values():
+            meteor.close()
+        _shared.clear()
 
 
 def _score_line(hyp: str, ref: str) -> str:
