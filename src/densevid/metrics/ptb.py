@@ -1,0 +1,510 @@
+"""Stanford's PTBTokenizer (CoreNLP 3.4.1) reproduced in Python, without a JVM.
+
+The official evaluation runs ``PTBTokenizer -preserveLines -lowerCase`` over one
+cleaned caption per line. That tokenizer is a JFlex scanner: at each position every
+rule is tried, the longest match wins (a rule's trailing context counts towards its
+length) and ties go to the earlier rule. This module restates those rules as Python
+regular expressions, for the ASCII text that ``clean_text`` leaves, and picks among
+them the same way. A fast path settles the common tokens (plain words, commas,
+full stops) that no other rule can claim.
+
+The scanner reads the whole file as one stream, so a few decisions at the end of a
+line look at the next line: "etc." keeps a separate "." when the next line starts
+with a space or a capital, and "U.S." does when the next line starts with one of
+some sixty words such as "The". ``tokenize_line`` therefore takes the text that
+follows the line, and ``PythonPTBTokenizer`` passes each sentence its neighbour in
+the same order as ``PTBTokenizer``'s batches, so that both give the same tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from densevid.metrics.tokenize import TOKENIZER_CHUNK, clean_text, strip_punctuation
+
+NBSP = "\xa0"  # the scanner writes spaces inside fractions, phone numbers, SGML so
+
+
+def _ci(words: str) -> str:
+    """A case-insensitive group: the scanner is caseless, but only outside classes."""
+    return f"(?i:{words})"
+
+
+# --- the scanner's macros, restricted to ASCII input -----------------------------
+_SPLET = r"&[aeiouAEIOU]" + _ci("acute|grave|uml") + ";"
+_LETTER = rf"(?:[A-Za-z]|{_SPLET})"
+_LD = rf"(?:[A-Za-z0-9]|{_SPLET})"
+_SPACE = r"[ \t]"
+_SPACENL = r"[ \t\n]"
+_NAME = r"[A-Za-z][A-Za-z0-9_:.\-]*"
+# Quoted attribute values may not cross a line here (in Java they can, and then the
+# output lines no longer match the input lines anyway).
+_SGML = (
+    r"<(?:[!?][A-Za-z\-][^>\r\n]*"
+    rf"|{_NAME}(?:[ ]+(?:{_NAME}[ ]*=[ ]*(?:'[^'\n]*'|\"[^\"\n]*\")|{_NAME}))*[ ]*/?"
+    rf"|/{_NAME})[ ]*>"
+)
+_SENTEND = rf"{_SPACENL}(?:{_SPACENL}|[A-Z]|{_SGML})"
+_NUM = r"(?:[0-9]+(?:[.:,][0-9]+)*|(?:[.:,][0-9]+)+)"
+_WORD = rf"{_LETTER}{_LD}*(?:[.!?]{_LETTER}{_LD}*)*"
+_APOS = "(?:'|" + _ci("&apos;") + ")"
+_APOSETC = "(?:'|`|" + _ci("&apos;") + ")"
+_HYPHEN = r"[\-_]"
+_THING = (
+    rf"(?:[dDoOlL]{_APOSETC}[A-Za-z0-9])?[A-Za-z0-9]+"
+    rf"(?:{_HYPHEN}(?:[dDoOlL]{_APOSETC}[A-Za-z0-9])?[A-Za-z0-9]+)*"
+)
+_AMP = "(?:[+&]|" + _ci("&amp;") + ")"
+_THINGA = rf"[A-Z]+(?:{_AMP}[A-Z]+)+"
+_THING3 = r"[A-Za-z0-9]+(?:-[A-Za-z]+){0,2}(?:\\?/[A-Za-z0-9]+(?:-[A-Za-z]+){0,2}){1,2}"
+_ACRO2 = r"[A-Za-z](?:\.[A-Za-z])+"
+_HTHING = rf"[A-Za-z0-9][A-Za-z0-9.,]*(?:-(?:{_ACRO2}\.|[A-Za-z0-9]+))+"
+_REDAUX = _APOS + "(?:[msdMSD]|" + _ci("re|ve|ll") + ")"
+_SREDAUX = _ci("n") + _APOSETC + _ci("t")
+_FILENAME_EXT = _ci(
+    "bat|bmp|c|class|cgi|cpp|dll|doc|docx|exe|gif|gz|h|htm|html|jar|java|jpeg|jpg"
+    "|mov|mp3|pdf|php|pl|png|ppt|ps|py|sql|tar|txt|wav|x|xml|zip"
+)
+_FILENAME = rf"{_LD}+(?:\.{_LD}+)*\.{_FILENAME_EXT}"
+_ACRO_SPECIAL = (
+    _ci("(?:Canada|Sino|Korean|EU|Japan|non)-U\\.S")
+    + "|"
+    + _ci("U\\.S\\.-(?:U\\.K|U\\.S\\.S\\.R)")
+)
+_ACRO = rf"(?:[A-Za-z](?:\.[A-Za-z])*|{_ACRO_SPECIAL})"
+# Abbreviations: a bracketed first letter in the Java source is case-sensitive.
+_ABMONTH = "Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec"
+_ABDAYS = "Mon|Tue|Tues|Wed|Thu|Thurs|Fri"
+_ABSTATE_CI = (
+    "Ala|Ariz|Calif|Colo|Conn|Ct|Dak|Fla|Ga|Ind|Kans?|Ky|Md|Mich|Minn|Mo|Mont|Neb"
+    "|Nev|Okla|Penn|Tenn|Va|Vt|Wisc?|Wyo"
+)
+_ABSTATE_CS = (
+    "A"
+    + _ci("z")
+    + "|A"
+    + _ci("rk")
+    + "|D"
+    + _ci("el")
+    + "|I"
+    + _ci("ll")
+    + "|L"
+    + _ci("a")
+    + "|M"
+    + _ci("ass")
+    + "|M"
+    + _ci("iss")
+    + "|O"
+    + _ci("re")
+    + "|P"
+    + _ci("a")
+    + "|T"
+    + _ci("ex")
+    + "|W"
+    + _ci("ash")
+)
+_ABCOMP = (
+    _ci("Inc|Cos?|Corp|Ltd|Plc|Rt|Bancorp|Bhd|Assn|Univ|Intl|Sys")
+    + "|"
+    + _ci("Pp?t")
+    + "[ye]"
+    + _ci("s?")
+)
+_ABBREV1 = (
+    "(?:"
+    + _ci(
+        f"{_ABMONTH}|{_ABDAYS}|{_ABSTATE_CI}|tel|est|ext|sq|Jr|Sr|Bros|Ed\\.D|Ph\\.D"
+        "|Blvd|Rd|Esq|etc|al|seq|Bldg"
+    )
+    + f"|{_ABSTATE_CS}|{_ABCOMP})\\."
+)
+_ABTITLE = (
+    _ci(
+        "Mr|Mrs|Ms|Drs?|Profs?|Sens?|Reps?|Attys?|Lt|Col|Gen|Messrs|Govs?|Adm|Rev"
+        "|Maj|Sgt|Cpl|Pvt|Capt|Ste?|Ave|Pres|Lieut|Hon|Brig|Co?mdr|Pfc|Spc|Supts?"
+        "|Det|Mt|Ft|Adj|Adv|Asst|Assoc|Ens|Insp|Mlle|Mme|Msgr|Sfc"
+    )
+    + "|M"
+    + _ci("iss")
+)
+# ABBREV4 as separate alternatives, so that the longest of them wins.
+_ABBREV4_ALTS = (
+    "(?:"
+    + _ABTITLE
+    + "|"
+    + _ci("vs|Alex|Wm|Jos|Cie|cf|TREAS|Ph|Invt|Elec|Natl|M[ft]g|Dept")
+    + ")",
+    _ci("a\\.k\\.a"),
+    _ACRO,
+)
+_ACRONYM_NEXT = (
+    "(?:"
+    + "|".join(
+        w[0] + _ci(w[1:])
+        for w in (
+            "About According Additionally After An A As At But Earlier He Her Here "
+            "However If In It Last Many More Mr. Ms. Now Once One Other Our She Since "
+            "So Some Such That The Their Then There These They This We When While "
+            "What Yet You"
+        )
+        .replace(".", "\\.")
+        .split()
+    )
+    + f"|{_SGML})"
+)
+_PHONE = (
+    r"(?:\([0-9]{2,3}\)[ ]?|(?:\+\+?)?(?:[0-9]{2,4}[\- ])?[0-9]{2,4}[\- ])"
+    r"[0-9]{3,4}[\- ]?[0-9]{3,5}"
+    r"|(?:(?:\+\+?)?[0-9]{2,4}\.)?[0-9]{2,4}\.[0-9]{3,4}\.[0-9]{3,5}"
+)
+_FULLURL = _ci("https?://") + r"[^ \t\n\f\r\"<>|(){}]+[^ \t\n\f\r\"<>|.!?(){},\-]"
+# In the Java class ",-_" is a range (U+002C to U+005F): digits, capitals, "/", ...
+_URLHOST = r"[^ \t\n\f\r\"`'<>|.!?(){}\x2c-\x5f$]"
+_LIKELYURL = (
+    "(?:"
+    + _ci("www")
+    + r"\.(?:[^ \t\n\f\r\"<>|.!?(){},]+\.)+[a-zA-Z]{2,4}"
+    + f"|(?:{_URLHOST}+\\.)+"
+    + _ci("com|net|org|edu")
+    + r")(?:/[^ \t\n\f\r\"<>|()]+[^ \t\n\f\r\"<>|.!?(){},\-])?"
+)
+_EMAIL = (
+    "(?:" + _ci("&lt;") + r"|<)?[a-zA-Z0-9][^ \t\n\f\r\"<>|(){}]*@"
+    r"(?:[^ \t\n\f\r\"<>|(){}.]+\.)*[^ \t\n\f\r\"<>|(){}.]+"
+    "(?:" + _ci("&gt;") + "|>)?"
+)
+_SMILEY = r"[<>]?[:;=][\-o*']?[()DPdpO\\{@|\[\]]"
+_ASIANSMILEY = (
+    r"[\^x=~<>]\.\[\^" + _ci("x") + r"=~<>\]"
+    r"|[\-\^x=~<>']_[\-\^x=~<>']"
+    r"|\([\-\^x=~<>'][_.]?[\-\^x=~<>']\)"
+    r"|\([\^x=~<>']-[\^x=~<>'`]\)"
+)
+_AMP_RE = re.compile("&amp;", re.IGNORECASE)
+_BRACKETS = {"(": "-LRB-", ")": "-RRB-", "{": "-LCB-", "}": "-RCB-"}
+_BRACKETS.update({"[": "-LSB-", "]": "-RSB-"})
+_PARENS = str.maketrans({"(": "-LRB-", ")": "-RRB-"})
+
+
+# --- what a rule does with its text -------------------------------------------------
+def _same(t: str) -> str:
+    return t
+
+
+def _nbsp(t: str) -> str:
+    return t.replace(" ", NBSP)
+
+
+def _amp(t: str) -> str:
+    return _AMP_RE.sub("&", t) if "&" in t else t
+
+
+def _right_quote(t: str) -> str:
+    return t.replace("&apos;", "'").replace('"', "''").replace("&quot;", "''")
+
+
+def _left_quote(t: str) -> str:
+    return (
+        t.replace("&apos;", "`")
+        .replace("'", "`")
+        .replace('"', "``")
+        .replace("&quot;", "``")
+    )
+
+
+def _phone(t: str) -> str:
+    return t.replace(" ", NBSP).translate(_PARENS)
+
+
+def _parens(t: str) -> str:
+    return t.translate(_PARENS)
+
+
+def _hyphens(t: str) -> str:
+    return "--" if 3 <= len(t) <= 4 else t
+
+
+# How a match moves on: "keep" emits the rule's text and resumes after it; an int n
+# emits and resumes after the first n characters (Java's yypushback); "period"
+# emits the whole text but resumes at its final period; "acronym" is "period" except
+# for one letter + ".", which emits the letter alone; "skip" emits nothing.
+@dataclass(frozen=True)
+class _Rule:
+    """One scanner rule: its alternatives (the longest wins), action and resumption."""
+
+    name: str
+    alts: tuple[re.Pattern[str], ...]
+    emit: Callable[[str], str] = _same
+    resume: str | int = "keep"
+    exhaustive: bool = False  # Python's first match may be shorter than the longest
+
+
+def _rule(
+    name: str,
+    *patterns: str,
+    context: str | None = None,
+    emit: Callable[[str], str] = _same,
+    resume: str | int = "keep",
+    exhaustive: bool = False,
+) -> _Rule:
+    alts = []
+    for p in patterns:
+        src = f"(?P<r>{p})(?:{context})" if context is not None else p
+        alts.append(re.compile(src))
+    return _Rule(name, tuple(alts), emit, resume, exhaustive)
+
+
+# In the scanner's order: ties go to the earlier rule.
+_RULES: tuple[_Rule, ...] = (
+    _rule("c++", _ci("c") + r"\+\+"),
+    _rule("c#", _ci("[cf]#")),
+    _rule("cannot", _ci("cannot"), resume=3),
+    _rule("'twas", _ci("'twas"), resume=2),
+    _rule("'tis", _ci("'tis"), resume=2),
+    _rule("gonna", _ci("gonna|gotta|lemme|gimme|wanna"), resume=3),
+    _rule("SGML", _SGML, emit=_nbsp, exhaustive=True),
+    _rule("SPMDASH", "&" + _ci("MD|mdash|ndash") + ";", emit=lambda t: "--"),
+    _rule("SPAMP", _ci("&amp;"), emit=_amp),
+    _rule("SPPUNC", "&(?:" + _ci("HT|TL|UR|LR|QC|QL|QR|odq|cdq") + "|#[0-9]+);"),
+    _rule("WORD/REDAUX", _WORD, context=_REDAUX),
+    _rule("SWORD/SREDAUX", r"[A-Za-z]*[A-MO-Za-mo-z]", context=_SREDAUX),
+    _rule("WORD", _WORD),
+    _rule(
+        "APOWORD",
+        _APOS + _ci("n") + _APOS + "?",
+        "[lLdDjJ]" + _APOS,
+        _ci("Dunkin|somethin|ol") + _APOS,
+        _APOS + _ci("em"),
+        "[A-HJ-XZn]" + _APOSETC + "[A-Za-z]{2}[A-Za-z]*",
+        _APOS + "[2-9]0" + _ci("s"),
+        _APOS + _ci("till?"),
+        "[A-Za-z][A-Za-z]*[aeiouyAEIOUY]" + _APOSETC + "[aeiouA-Z][A-Za-z]*",
+        _APOS + _ci("cause"),
+        _ci(r"cont'd\.?"),
+        _ci("'twas|nor'easter|c'mon|e'er|s'mores|ev'ry|li'l|nat'l"),
+        _ci("O") + _APOSETC + _ci("o"),
+    ),
+    _rule("APOWORD2", _ci("y") + _APOS, context="[A-Za-z]"),
+    _rule("FULLURL", _FULLURL),
+    _rule("LIKELYURL", _LIKELYURL, exhaustive=True),
+    _rule("EMAIL", _EMAIL, exhaustive=True),
+    _rule("TWITTER", r"@[a-zA-Z_][a-zA-Z_0-9]*", f"#{_LETTER}+"),
+    _rule("REDAUX/", _REDAUX, context="[^A-Za-z]", emit=_right_quote),
+    _rule("SREDAUX/", _SREDAUX, context="[^A-Za-z]", emit=_right_quote),
+    _rule("DATE", r"[0-9]{1,2}[\-/][0-9]{1,2}[\-/][0-9]{2,4}"),
+    _rule("NUMBER", rf"[\-+]?{_NUM}"),
+    _rule("FRAC", r"(?:[0-9]{1,4}[\- ])?[0-9]{1,4}\\?/[0-9]{1,4}", emit=_nbsp),
+    _rule(
+        "TBSPEC",
+        _ci(r"-(?:RRB|LRB|RCB|LCB|RSB|LSB)-|C\.D\.s|pro-|anti-"),
+        _ci("S(?:&|&amp;)P-500|S(?:&|&amp;)Ls"),
+        _ci("Cap") + _APOS + _ci("n"),
+        _ci("c") + _APOS + _ci("est"),
+        emit=_amp,
+    ),
+    _rule("THING3", _THING3),
+    _rule("DOLSIGN", r"[A-Z]*\$|#"),
+    _rule(
+        "ACRONYM",
+        rf"{_ACRO}\.",
+        context=rf"{_SPACENL}+{_ACRONYM_NEXT}{_SPACENL}",
+        resume="acronym",
+    ),
+    _rule(
+        "ABBREV3",
+        _ci("(?:ca|figs?|prop|nos?|art|bldg|pp|op)") + r"\.",
+        context=rf"{_SPACENL}?[0-9]",
+    ),
+    _rule("pty.", _ci("(?:pt[eyEY]|co)") + r"\.", context=_SPACE + _ci("ltd|lim")),
+    _rule("ABBREV1/SENTEND", _ABBREV1, context=_SENTEND, resume="period"),
+    _rule("ABBREV1/2", _ABBREV1, context=r"[\s\S][\s\S]"),
+    _rule("ABBREV1", _ABBREV1, resume="period"),
+    _rule("ABBREV2", *(a + r"\." for a in _ABBREV4_ALTS)),
+    _rule("ABBREV4/", *_ABBREV4_ALTS, context=_SPACE),
+    _rule("ACRO/", _ACRO, context=_SPACENL),
+    _rule("TBSPEC2/", _APOS + "[0-9][0-9]", context=_SPACENL),
+    _rule("FILENAME/", _FILENAME, context=rf"{_SPACENL}|[.?!,]"),
+    _rule("WORD./", _WORD + r"\.", context="[,;:]"),
+    _rule("PHONE", _PHONE, emit=_phone, exhaustive=True),
+    _rule("DBLQUOT/", '"|' + _ci("&quot;"), context="[A-Za-z0-9$]", emit=_left_quote),
+    _rule("DBLQUOT", '"|' + _ci("&quot;"), emit=_right_quote),
+    _rule("DEL", "\x7f", resume="skip"),
+    _rule("LESSTHAN", "<|" + _ci("&lt;"), emit=lambda t: "<"),
+    _rule("GREATERTHAN", ">|" + _ci("&gt;"), emit=lambda t: ">"),
+    _rule("SMILEY/", _SMILEY, context="[^A-Za-z0-9]", emit=_parens),
+    _rule("ASIANSMILEY", _ASIANSMILEY, emit=_parens),
+    _rule("bracket", r"[{}\[\]()]", emit=_BRACKETS.__getitem__),
+    _rule("HYPHENS", r"-+", emit=_hyphens),
+    _rule("LDOTS", r"\.{3,5}", r"(?:\.[ ]){2,4}\.", emit=lambda t: "..."),
+    _rule("FNMARKS", "@+|#+|_+"),
+    _rule("ASTS", r"\*+|(?:\\\*){1,3}"),
+    _rule("INSENTP", "[,;:]"),
+    _rule("?!", "[?!]+"),
+    _rule(".", r"\."),
+    _rule("=", "="),
+    _rule("/", "/"),
+    _rule("HTHING./", _HTHING + r"\.", context="[,;:]"),
+    _rule("HTHING", _HTHING),
+    _rule("THING./", _THING + r"\.", context="[,;:]"),
+    _rule("THING", _THING),
+    _rule("THINGA./", _THINGA + r"\.", context="[,;:]", emit=_amp),
+    _rule("THINGA", _THINGA, emit=_amp),
+    _rule("'/", "'", context="[A-Za-z][^ \t\n\r]", emit=_left_quote),
+    _rule("REDAUX", _REDAUX, emit=_right_quote),
+    _rule("SREDAUX", _SREDAUX, emit=_right_quote),
+    _rule("QUOTES", _APOS, "''", "[`]{1,2}", emit=_right_quote),
+    _rule("FAKEDUCKFEET", "<<|>>"),
+    _rule("MISCSYMBOL", r"[+%&~\^|\\]"),
+    _rule("SPACES", r"\x00|[ \t]+", resume="skip"),
+    _rule("&nbsp;", _ci("&nbsp;"), resume="skip"),
+    _rule("untokenizable", r"[^\n]", resume="skip"),  # Java deletes it with a warning
+)
+
+
+def _longest(text: str, pos: int) -> tuple[_Rule, int, int]:
+    """The rule the scanner applies at ``pos``: (rule, token end, match end)."""
+    best: tuple[_Rule, int, int] | None = None
+    best_len = 0
+    for rule in _RULES:
+        for pattern in rule.alts:
+            m = pattern.match(text, pos)
+            if m is None:
+                continue
+            end = m.end()
+            if rule.exhaustive:
+                # Try every longer end: Python stops at its first match, JFlex does not.
+                stop = text.find("\n", pos)
+                for e in range(len(text) if stop < 0 else stop, end, -1):
+                    longer = pattern.fullmatch(text, pos, e)
+                    if longer is not None:
+                        m, end = longer, e
+                        break
+            if end - pos > best_len:
+                token_end = m.end("r") if "r" in pattern.groupindex else end
+                best, best_len = (rule, token_end, end), end - pos
+    assert best is not None  # "untokenizable" matches any character but "\n"
+    return best
+
+
+# Common tokens decided without trying every rule: a word of letters followed by a
+# space, a line end or a comma/period plus space, and a lone comma or period.
+_FAST = re.compile(r"[A-Za-z]+(?=[ \n]|[,.][ \n])|[,.](?=\n| [^.])| +")
+# Words for which the fast path is not safe: contractions the scanner splits, and
+# anything an abbreviation or acronym rule could claim with a following period.
+_ASSIMILATIONS = frozenset(["cannot", "gonna", "gotta", "lemme", "gimme", "wanna"])
+_ABBREV_WORD = re.compile(
+    "|".join(
+        [_ABBREV1, _ci("(?:ca|figs?|prop|nos?|art|bldg|pp|op|pt[ey])") + r"\."]
+        + [a + r"\." for a in _ABBREV4_ALTS]
+    )
+)
+_plain_words: dict[str, bool] = {}
+
+
+def _is_plain(word: str) -> bool:
+    """Whether a word of letters stays one token before a period (no abbreviation
+    or acronym rule claims it): cached, as captions reuse a small vocabulary."""
+    plain = _plain_words.get(word)
+    if plain is None:
+        plain = not _ABBREV_WORD.fullmatch(word + ".")
+        if len(_plain_words) < 1_000_000:
+            _plain_words[word] = plain
+    return plain
+
+
+def tokenize_line(text: str, following: str | None = None) -> str:
+    """One cleaned ASCII line -> the jar's space-joined, lowercased tokens.
+
+    Args:
+        text: the line (no line breaks; ``clean_text`` output).
+        following: what the file holds after this line's line break (the next
+            lines, each ending in a line break); None when the line is the file's
+            last. Only a line ending in an abbreviation or acronym depends on it.
+    """
+    if "\n" in text:
+        raise ValueError("tokenize_line takes one line; clean_text removes breaks")
+    buf = text + "\n" + (following or "")
+    n = len(text)
+    pos = 0
+    out: list[str] = []
+    fast = _FAST.match
+    while pos < n:
+        m = fast(buf, pos)
+        if m is not None:
+            tok = m.group()
+            if tok[0] == " ":
+                pos = m.end()
+                continue
+            if len(tok) == 1 and tok in ",.":
+                out.append(tok)
+                pos += 1
+                continue
+            end = m.end()
+            if tok.lower() not in _ASSIMILATIONS and (
+                buf[end] != "." or _is_plain(tok)
+            ):
+                out.append(tok.lower())
+                pos = end
+                continue
+        rule, token_end, _ = _longest(buf, pos)
+        resume = rule.resume
+        raw = buf[pos:token_end]
+        if resume == "keep":
+            out.append(rule.emit(raw).lower())
+            pos = token_end
+        elif resume == "skip":
+            pos = token_end
+        elif isinstance(resume, int):
+            out.append(raw[:resume].lower())
+            pos += resume
+        elif resume == "acronym" and len(raw) == 2:
+            out.append(raw[0].lower())
+            pos += 1
+        else:  # "period", "acronym": the final period is scanned again
+            out.append(raw.lower())
+            pos = token_end - 1
+    return " ".join(out)
+
+
+def tokenize_lines(lines: Sequence[str]) -> list[str]:
+    """Each line as the jar gives it when the lines make up one input file."""
+    out = []
+    for i, line in enumerate(lines):
+        out.append(tokenize_line(line, _following(lines, i)))
+    return out
+
+
+def _following(lines: Sequence[str], i: int) -> str | None:
+    """The part of the file after line ``i`` that the scanner may look at: up to and
+    including the first line that is not blank (an acronym's next word)."""
+    if i + 1 >= len(lines):
+        return None
+    j = i + 1
+    while j < len(lines) - 1 and not lines[j].strip(" \t"):
+        j += 1
+    return "\n".join(lines[i + 1 : j + 1]) + "\n"
+
+
+class PythonPTBTokenizer:
+    """Drop-in for ``PTBTokenizer`` that needs no Java, caching every result.
+
+    Sentences are tokenised in the order and batches ``PTBTokenizer`` gives the jar,
+    so that the few line endings that depend on the next line come out the same.
+    """
+
+    def __init__(self) -> None:
+        self.cache: dict[str, str] = {}
+
+    def __call__(self, sentences: Iterable[str]) -> dict[str, str]:
+        """Raw sentence -> token string, for every distinct sentence given."""
+        wanted = dict.fromkeys(sentences)
+        todo = [s for s in wanted if s not in self.cache]
+        for i in range(0, len(todo), TOKENIZER_CHUNK):
+            chunk = todo[i : i + TOKENIZER_CHUNK]
+            lines = tokenize_lines([clean_text(s) for s in chunk])
+            self.cache.update(
+                zip(chunk, (strip_punctuation(t) for t in lines), strict=True)
+            )
+        return {s: self.cache[s] for s in wanted}
