@@ -335,6 +335,9 @@ def add_extract(sub: argparse._SubParsersAction) -> None:
         "--clip-model openai/clip-vit-base-patch32 --shard 0/8\n"
         "  densevid extract videos/ -o feats/ --features pixels "
         "--option pixels.tint=true --option pixels.timing=true\n"
+        "  densevid extract videos/ -o feats/ --engine ray --address auto\n"
+        "  densevid extract videos/ -o feats/ --check --webdataset   # after --shard "
+        "jobs\n"
         "  densevid extract --list",
     )
     p.add_argument("videos", nargs="*", help="video files and/or directories")
@@ -349,7 +352,38 @@ def add_extract(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--shard", help="INDEX/COUNT: this job's share of the videos, e.g. 0/8"
     )
-    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="parallel processes (default: 1; --engine ray: one per CPU of the "
+        "cluster, or per GPU for extractors with a model)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this machine's processes; ray: a Ray cluster (pip install "
+        "'densevid[ray]'), every node seeing VIDEOS and FEATURES at the same paths",
+    )
+    p.add_argument(
+        "--address",
+        help="--engine ray: the cluster to join (auto, HOST:PORT); default: start "
+        "a Ray of this machine for the run, on the loopback address",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="more tries for a video whose extractor raised an unexpected error (a "
+        "bad input is not retried) or whose Ray worker died",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="extract nothing: check that every video has every feature, made with "
+        "these options (after --shard jobs), list what is missing on stdout, exit 1 "
+        "if any is; with --webdataset then pack the shards",
+    )
     p.add_argument(
         "--overwrite", action="store_true", help="redo outputs that are complete"
     )
@@ -423,13 +457,24 @@ def run_extract(args: argparse.Namespace) -> int:
         return 0
     if not args.videos or not args.output:
         raise DensevidError("extract needs VIDEOS and -o FEATURES (or --list)")
+    if args.address and args.engine != "ray":
+        raise DensevidError("--address is the Ray cluster's: add --engine ray")
+    if args.check:
+        return _check_extract(args)
+    engine = None
+    if args.engine == "ray":
+        from densevid.features.ray_engine import RayEngine
+
+        engine = RayEngine(address=args.address, workers=args.workers)
     report = extract_features(
         args.videos,
         args.output,
         args.features,
         options=_extract_options(args),
         shard=args.shard,
-        workers=args.workers,
+        workers=args.workers or 1,
+        engine=engine,
+        retries=args.retries,
         overwrite=args.overwrite,
         webdataset=args.webdataset,
         shard_size=args.shard_size,
@@ -437,6 +482,29 @@ def run_extract(args: argparse.Namespace) -> int:
         allow_partial=args.allow_partial,
         verbose=not args.quiet,
     )
+    print(report.summary(), file=sys.stderr)
+    return exit_status(report.n_done, len(report.failed_videos))
+
+
+def _check_extract(args: argparse.Namespace) -> int:
+    """``extract --check``: what is missing on stdout (video, extractor, why; one a
+    line, for a script), the counts on stderr."""
+    from densevid.features.extract import check_features
+
+    if args.engine != "local" or args.overwrite:
+        raise DensevidError("--check reads the cache here: drop --engine/--overwrite")
+    report = check_features(
+        args.videos,
+        args.output,
+        args.features,
+        options=_extract_options(args),
+        shard=args.shard,
+        recursive=args.recursive,
+        webdataset=args.webdataset,
+        shard_size=args.shard_size,
+    )
+    for vid, name, why in report.failed:
+        print(f"{vid}\t{name}\t{why}")
     print(report.summary(), file=sys.stderr)
     return exit_status(report.n_done, len(report.failed_videos))
 

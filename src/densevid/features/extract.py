@@ -7,10 +7,13 @@ take hours:
   is skipped, so re-running after a crash, a kill or new videos does only what is
   missing; every file is written atomically, so a killed run leaves no half file;
 - sharded: ``shard=(i, n)`` takes every n-th video of the sorted list from the i-th,
-  so n independent jobs (Slurm array, Ray, Spark) split a corpus with no coordination;
-- parallel: ``workers`` processes, each loading its models once;
+  so n independent jobs (Slurm array, Ray, Spark) split a corpus with no coordination,
+  and ``check_features`` then says whether they left any video out;
+- parallel: ``workers`` processes, each loading its models once, or an ``Engine``
+  that runs the same per-video work elsewhere (``ray_engine.RayEngine``: a cluster);
 - forgiving: a video that fails (corrupt, no audio for an audio extractor, no subtitle
-  file) is reported in the summary and the run goes on.
+  file) is reported in the summary and the run goes on; one whose extractor raised an
+  unexpected error (I/O, memory) is tried again up to ``retries`` times first.
 
 With ``webdataset=True`` the complete outputs of the run's videos are also packed into
 webdataset tar shards, one sample per video (``__key__`` = video id, one
@@ -24,19 +27,22 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from densevid.errors import DensevidError, plural
 from densevid.features import cache
 from densevid.features.registry import (
     Extractor,
+    ExtractorInfo,
+    available_extractors,
     get_extractor,
     option_differences,
     parse_feature_list,
+    register_extractor,
 )
 from densevid.files import find_videos
 from densevid.video import decode_checked
@@ -106,6 +112,96 @@ class ExtractReport(StreamReport):
         return "\n".join(lines)
 
 
+@dataclass
+class CheckReport(StreamReport):
+    """What ``check_features`` found: ``skipped`` holds the complete streams,
+    ``failed`` the missing ones with why; ``shards`` are its webdataset tars."""
+
+    shards: list[Path] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line of counts (the streams themselves are in ``failed``)."""
+        lines = [
+            f"{plural(self.n_videos, 'video')} checked in {self.seconds:.1f} s: "
+            f"{self.n_done} complete, {len(self.failed_videos)} incomplete "
+            f"({plural(len(self.failed), 'stream')} missing or made otherwise)"
+        ]
+        if self.shards:
+            lines.append(
+                f"  {len(self.shards)} webdataset shards in {self.shards[0].parent}"
+            )
+        return "\n".join(lines)
+
+
+Result = tuple[str, str, str | None]  # (video id, extractor, None or why it failed)
+
+
+@dataclass(frozen=True)
+class ExtractJob:
+    """What a worker needs to extract any video of a run, picklable so that a process
+    pool or a cluster sends it to each worker once.
+
+    ``infos`` are the extractors' registry entries: a worker on another machine, or a
+    spawned process, has only the built-in ones registered.
+    """
+
+    out: Path
+    infos: tuple[ExtractorInfo, ...]
+    options: Mapping[str, Mapping[str, Any]]
+    allow_partial: bool = False
+    retries: int = 0
+
+    @property
+    def names(self) -> list[str]:
+        return [info.name for info in self.infos]
+
+    def build(self) -> dict[str, Extractor]:
+        """The run's extractors, registering any this process does not know."""
+        known = available_extractors()
+        for info in self.infos:
+            if info.name not in known:
+                register_extractor(info)
+        return {n: get_extractor(n, **self.options.get(n, {})) for n in self.names}
+
+    def process(
+        self, path: Path, extractors: Mapping[str, Extractor], missing: Sequence[str]
+    ) -> list[Result]:
+        """``process_video`` of the ``missing`` streams of one video."""
+        return process_video(
+            path,
+            self.out,
+            {n: extractors[n] for n in missing},
+            allow_partial=self.allow_partial,
+            retries=self.retries,
+        )
+
+
+class Engine(Protocol):
+    """Runs a job's videos somewhere other than this process's pool (a cluster).
+
+    ``run`` calls ``record`` in this process once per video of ``todo``, in any
+    order, with that video's results (``process_video``'s), and returns when all are
+    recorded; a video it could not run is recorded as failed, with why.
+    """
+
+    def run(
+        self,
+        todo: Sequence[tuple[Path, list[str]]],
+        job: ExtractJob,
+        record: Callable[[list[Result]], None],
+    ) -> None: ...
+
+
+def start_worker(job: ExtractJob, n_threads: int) -> dict[str, Extractor]:
+    """What a worker process does first: its share of the CPU threads, warnings
+    only, and the run's extractors built once (models loaded once per worker)."""
+    import torch
+
+    torch.set_num_threads(n_threads)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    return job.build()
+
+
 def videos_by_id(
     inputs: Sequence[str | os.PathLike], *, recursive: bool = True
 ) -> list[Path]:
@@ -152,6 +248,8 @@ def extract_features(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     shard: str | tuple[int, int] | None = None,
     workers: int = 1,
+    engine: Engine | None = None,
+    retries: int = 0,
     overwrite: bool = False,
     webdataset: bool = False,
     shard_size: int = WDS_MAXCOUNT,
@@ -171,6 +269,10 @@ def extract_features(
         options: per extractor, its Config fields, e.g. {"clip": {"fps": 2.0}}.
         shard: (index, count) or "index/count": this job's part of the videos.
         workers: processes; 1 runs in this process.
+        engine: runs the videos instead of this machine's processes (``workers`` is
+            then unused), e.g. ``ray_engine.RayEngine(address="auto")``.
+        retries: more tries for a video whose extractor raised an unexpected error
+            (not a bad input, which would fail alike).
         overwrite: re-extract even complete outputs.
         webdataset: also pack the outputs into tar shards under out_dir/webdataset.
         shard_size: videos per webdataset tar.
@@ -189,6 +291,8 @@ def extract_features(
     index, count = parse_shard(shard)
     if workers < 1:
         raise DensevidError(f"workers must be >= 1, got {workers}")
+    if retries < 0:
+        raise DensevidError(f"retries must be >= 0, got {retries}")
     paths = videos_by_id(videos, recursive=recursive)[index::count]
     out = Path(out_dir)
     prepare_output_dir(out)
@@ -203,6 +307,13 @@ def extract_features(
         if not overwrite:
             _check_same_options(out, ex)
 
+    job = ExtractJob(
+        out,
+        tuple(available_extractors()[n] for n in names),
+        options,
+        allow_partial=allow_partial,
+        retries=retries,
+    )
     report = ExtractReport(n_videos=len(paths))
     todo: list[tuple[Path, list[str]]] = []
     for p in paths:
@@ -230,7 +341,7 @@ def extract_features(
         desc="extract",
     )
 
-    def record(results: list[tuple[str, str, str | None]]) -> None:
+    def record(results: list[Result]) -> None:
         for vid, name, err in results:
             if err is None:
                 report.done.append((vid, name))
@@ -245,15 +356,79 @@ def extract_features(
     # warnings go through tqdm.write so they do not tear the progress bar
     with logging_redirect_tqdm():
         try:
-            if workers == 1 or len(todo) <= 1:
+            if engine is not None:
+                engine.run(todo, job, record)
+            elif workers == 1 or len(todo) <= 1:
                 for p, missing in todo:
-                    exs = {n: extractors[n] for n in missing}
-                    record(process_video(p, out, exs, allow_partial=allow_partial))
+                    record(job.process(p, extractors, missing))
             else:
-                _run_pool(todo, out, names, options, workers, record, allow_partial)
+                _run_pool(todo, job, workers, record)
         finally:
             bar.close()
     report.done.sort()
+    report.failed.sort()
+    if webdataset:
+        report.shards = pack_webdataset(
+            out,
+            names,
+            [p.stem for p in paths],
+            shard=(index, count),
+            maxcount=shard_size,
+        )
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def check_features(
+    videos: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    features: Sequence[str] | str = ("pixels",),
+    *,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    shard: str | tuple[int, int] | None = None,
+    recursive: bool = True,
+    webdataset: bool = False,
+    shard_size: int = WDS_MAXCOUNT,
+) -> CheckReport:
+    """Says whether a run split into jobs (``shard`` i/n each, a Slurm array) is
+    complete: every video of ``videos`` with every stream of ``features``, made with
+    ``options``. Reads the cache only; extracts nothing.
+
+    Args are ``extract_features``'s; ``shard`` checks one job's share. With
+    ``webdataset`` the complete videos are then packed as ``extract_features``
+    packs them (one set of tars for all the videos when ``shard`` is None).
+
+    Returns:
+        A CheckReport: per video and stream, complete (``skipped``) or missing or
+        made with other options (``failed``, with why).
+    """
+    t0 = time.perf_counter()
+    names = parse_feature_list(features)
+    index, count = parse_shard(shard)
+    paths = videos_by_id(videos, recursive=recursive)[index::count]
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise DensevidError(f"{out}: no such FEATURES directory")
+    report = CheckReport(n_videos=len(paths))
+    for name in names:
+        ex = get_extractor(name, **(options or {}).get(name, {}))
+        wanted = json.loads(json.dumps(ex.describe()["config"]))
+        found = {js.stem: c for js, c in cache.stored_configs(out / name)}
+        for p in paths:
+            vid = p.stem
+            if not cache.has_features(out, name, vid):
+                report.failed.append((vid, name, "missing"))
+                continue
+            stored = found.get(vid)
+            diff = (
+                option_differences(name, stored, wanted)
+                if isinstance(stored, dict)
+                else []  # a sidecar without a config: made before configs were kept
+            )
+            if diff:
+                report.failed.append((vid, name, f"other options: {'; '.join(diff)}"))
+            else:
+                report.skipped.append((vid, name))
     report.failed.sort()
     if webdataset:
         report.shards = pack_webdataset(
@@ -293,74 +468,85 @@ def process_video(
     extractors: Mapping[str, Extractor],
     *,
     allow_partial: bool = False,
-) -> list[tuple[str, str, str | None]]:
+    retries: int = 0,
+) -> list[Result]:
     """Runs each extractor on one video and writes its output.
 
     A truncated or damaged video fails (``video.decode_checked``) unless
     ``allow_partial``; then its outputs' duration is the part that could be decoded.
+    An extractor that raised anything but a DensevidError (the input's fault, which
+    another try would repeat) is tried again, up to ``retries`` more times.
 
     Returns (video id, extractor, None or the failure's one-line reason) per extractor.
     """
-    results: list[tuple[str, str, str | None]] = []
+    results: list[Result] = []
     vid = path.stem
     for name, ex in extractors.items():
-        try:
-            res, decoded = decode_checked(
-                lambda ex=ex: ex(path), path, allow_partial=allow_partial
-            )
-            if decoded is not None:
-                res.meta["duration"] = decoded
-            if res.is_speech:
-                cache.save_speech(out, name, vid, res.segments or [], res.meta)
-            else:
-                if res.array is None:
-                    raise DensevidError(f"extractor '{name}' returned no array")
-                cache.save_features(out, name, vid, res.array, res.meta)
-            results.append((vid, name, None))
-        except DensevidError as e:
-            results.append((vid, name, str(e)))
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as e:  # noqa: BLE001 - one bad video must not stop a corpus
-            logger.debug("%s [%s] failed", vid, name, exc_info=True)
-            results.append((vid, name, f"{type(e).__name__}: {e}"))
+        err: str | None = None
+        for attempt in range(1, retries + 2):
+            try:
+                _write_stream(path, out, name, ex, allow_partial)
+                err = None
+                break
+            except DensevidError as e:
+                err = str(e)
+                break
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as e:  # noqa: BLE001 - one bad video must not stop a corpus
+                logger.debug(
+                    "%s [%s] failed, try %d", vid, name, attempt, exc_info=True
+                )
+                err = f"{type(e).__name__}: {e}"
+                if retries:
+                    err += f" ({plural(attempt, 'try', 'tries')})"
+        results.append((vid, name, err))
     return results
+
+
+def _write_stream(
+    path: Path, out: Path, name: str, ex: Extractor, allow_partial: bool
+) -> None:
+    res, decoded = decode_checked(lambda: ex(path), path, allow_partial=allow_partial)
+    if decoded is not None:
+        res.meta["duration"] = decoded
+    if res.is_speech:
+        cache.save_speech(out, name, path.stem, res.segments or [], res.meta)
+    else:
+        if res.array is None:
+            raise DensevidError(f"extractor '{name}' returned no array")
+        cache.save_features(out, name, path.stem, res.array, res.meta)
 
 
 # --- worker processes --------------------------------------------------------------
 
-_WORKER_EXTRACTORS: dict[str, Extractor] = {}
+_WORKER: dict[str, Any] = {}  # this pool worker's job and extractors
 
 
-def _init_worker(
-    names: list[str], options: dict[str, dict[str, Any]], n_threads: int
+def _init_worker(job: ExtractJob, n_threads: int) -> None:
+    _WORKER["job"] = job
+    _WORKER["extractors"] = start_worker(job, n_threads)
+
+
+def _work(path: Path, missing: list[str]) -> list[Result]:
+    return _WORKER["job"].process(path, _WORKER["extractors"], missing)
+
+
+def _run_pool(
+    todo: Sequence[tuple[Path, list[str]]],
+    job: ExtractJob,
+    workers: int,
+    record: Callable[[list[Result]], None],
 ) -> None:
-    import torch
-
-    torch.set_num_threads(n_threads)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    for n in names:
-        _WORKER_EXTRACTORS[n] = get_extractor(n, **options.get(n, {}))
-
-
-def _work(path: Path, out: Path, missing: list[str], allow_partial: bool):
-    extractors = {n: _WORKER_EXTRACTORS[n] for n in missing}
-    return process_video(path, out, extractors, allow_partial=allow_partial)
-
-
-def _run_pool(todo, out, names, options, workers, record, allow_partial) -> None:
     n_threads = max(1, (os.cpu_count() or 1) // workers)
     # spawn, not fork: a forked torch (OpenMP threads, CUDA) can deadlock.
     with stoppable_pool(
         workers,
         initializer=_init_worker,
-        initargs=(names, options, n_threads),
+        initargs=(job, n_threads),
         start_method="spawn",
     ) as pool:
-        futures = {
-            pool.submit(_work, p, out, missing, allow_partial): (p, missing)
-            for p, missing in todo
-        }
+        futures = {pool.submit(_work, p, missing): (p, missing) for p, missing in todo}
         for fut in as_completed(futures):
             p, missing = futures[fut]
             try:
