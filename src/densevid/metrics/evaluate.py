@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -239,6 +238,10 @@ def _match_predictions(
     return preds
 
 
+CHUNK_EVENTS = 20_000  # predicted events scored at once: bounds the pairs held
+MAX_CACHED_SENTENCES = 200_000  # n-gram tables kept across chunks
+
+
 def _evaluate(
     preds: dict[str, VideoEvents],
     refs: list[Mapping[str, VideoEvents]],
@@ -252,144 +255,197 @@ def _evaluate(
     meteor: Meteor | None,
     verbose: bool = False,
 ) -> dict[str, float]:
-    t0 = time.perf_counter()
+    """Scores the videos a chunk at a time (``CHUNK_EVENTS``): a pair is shared
+    only within a video, so nothing is lost by forgetting a chunk's pairs, and the
+    memory stays flat however many events a submission holds."""
     gt_ids = dv.reference_ids(refs)
     caption_ids = [v for v in gt_ids if v in preds] if skip_missing else gt_ids
-    garbage_tok = tokens.get(dv.GARBAGE[garbage], "")
-
-    # Pairs: caption pairs per video and tIoU; SODA's (reference, prediction) pairs.
-    want_captions = bool(set(CAPTION_METRICS) & wanted)
-    video_pairs: dict[str, list[list[tuple[str, str]]]] = {}
-    proposals: dict[str, tuple[list[float], list[float]]] = {}
-    for vid in tqdm(
-        caption_ids, desc="eval: matching", unit="video", disable=not verbose
-    ):
-        pv = preds.get(vid)
-        if pv is None or not pv.events:
-            continue
-        spans = dv.spans_of(pv)
-        vrefs = [_reference(r[vid], tokens) for r in refs if vid in r]
-        if want_captions:
-            pred = dv.Prediction(spans, tuple(tokens[e.text] for e in pv.events))
-            video_pairs[vid] = dv.caption_pairs(pred, vrefs, tious, garbage_tok)
-        proposals[vid] = dv.proposal_scores(
-            dv.Prediction(spans, tuple(e.text for e in pv.events)), vrefs, tious
-        )
-    soda_sets: list[dict[str, sd.SodaVideo]] = []
-    if "SODA_c" in wanted:
-        sets = [refs] if soda_references == "merged" else [[r] for r in refs]
-        soda_sets = [sd.soda_videos(preds, s, tokens) for s in sets]
-    soda_pairs = [p for s in soda_sets for v in s.values() for p in sd.scored_pairs(v)]
-    caption_flat = [p for per in video_pairs.values() for ps in per for p in ps]
-
-    logger.debug(
-        "%d caption pairs, %d SODA pairs (%.1f s)",
-        len(caption_flat),
-        len(soda_pairs),
-        time.perf_counter() - t0,
+    job = _Job(
+        preds=preds,
+        refs=refs,
+        tokens=tokens,
+        wanted=wanted,
+        tious=tious,
+        garbage_tok=tokens.get(dv.GARBAGE[garbage], ""),
+        meteor=meteor,
+        rows={vid: i for i, vid in enumerate(caption_ids)},
     )
-    # METEOR statistics of every distinct pair, in the background.
-    meteor_stats: dict[tuple[str, str], str] = {}
-    meteor_error: list[BaseException] = []
-    meteor_thread = None
-    if meteor is not None and ("METEOR" in wanted or soda_pairs):
-        todo = (caption_flat if "METEOR" in wanted else []) + soda_pairs
-        todo = list(dict.fromkeys(todo))
-        logger.info(
-            "eval: METEOR statistics of %s in the background", plural(len(todo), "pair")
-        )
-
-        def run_meteor() -> None:
-            try:
-                meteor_stats.update(zip(todo, meteor.stats(todo), strict=True))
-            except BaseException as e:
-                meteor_error.append(e)
-
-        meteor_thread = threading.Thread(target=run_meteor, daemon=True)
-        meteor_thread.start()
+    if "SODA_c" in wanted and meteor is not None:
+        job.soda_refs = [refs] if soda_references == "merged" else [[r] for r in refs]
+        job.soda_prf = [{} for _ in job.soda_refs]
+    progress = tqdm(total=len(gt_ids), desc="eval", unit="video", disable=not verbose)
+    with progress:
+        for chunk in _chunks(gt_ids, preds, CHUNK_EVENTS):
+            job.score(chunk)
+            progress.update(len(chunk))
+            if len(job.ngrams) > MAX_CACHED_SENTENCES:
+                job.ngrams.clear()
 
     scores: dict[str, float] = {}
-    n_t = len(tious)
-    try:
-        # Proposals.
-        if set(PROPOSAL_METRICS) & wanted:
-            zeros = ([0.0] * n_t, [0.0] * n_t)
-            got = [proposals.get(v, zeros) for v in caption_ids]
-            prec = np.array([p for p, _ in got]).reshape(-1, n_t)
-            rec = np.array([r for _, r in got]).reshape(-1, n_t)
-            if "Recall" in wanted:
-                _put(scores, "Recall", _video_mean(rec), tious)
-            if "Precision" in wanted:
-                _put(scores, "Precision", _video_mean(prec), tious)
-            if "F1" in wanted:
-                per_tiou, value = dv.f1_scores(prec, rec, f1)
-                if per_tiou:
-                    for t, x in zip(tious, per_tiou, strict=True):
-                        scores[f"F1@{t:g}"] = x
-                scores["F1"] = value
-
-        # BLEU, ROUGE-L, CIDEr-D per video and tIoU (same pair lists computed once).
-        ngrams = NgramCache()
-        python_metrics = [m for m in ("Bleu_1", "ROUGE_L", "CIDEr") if m in wanted]
-        if python_metrics:
-            shape = (len(caption_ids), n_t)
-            per_video = {m: np.zeros(shape) for m in (*BLEU, "ROUGE_L", "CIDEr")}
-            bleu_stats: dict[tuple[str, str], tuple] = {}
-            rouge: dict[tuple[str, str], float] = {}
-            memo: dict[tuple, tuple] = {}
-            videos = tqdm(
-                caption_ids, desc="eval: n-grams", unit="video", disable=not verbose
-            )
-            for vi, vid in enumerate(videos):
-                for ti, pairs in enumerate(video_pairs.get(vid, ())):
-                    key = tuple(pairs)
-                    got = memo.get(key)
-                    if got is None:
-                        got = memo[key] = _ngram_metrics(
-                            pairs, python_metrics, ngrams, bleu_stats, rouge
-                        )
-                    for m, x in got:
-                        per_video[m][vi, ti] = x
-            if "Bleu_1" in wanted:
-                for m in BLEU:
-                    _put(scores, m, _video_mean(per_video[m]), tious)
-            for m in ("ROUGE_L", "CIDEr"):
-                if m in wanted:
-                    _put(scores, m, _video_mean(per_video[m]), tious)
-    finally:
-        if meteor_thread is not None:
-            logger.debug("python metrics done (%.1f s)", time.perf_counter() - t0)
-            if meteor_thread.is_alive():
-                logger.info("eval: waiting for METEOR")
-            meteor_thread.join()
-            logger.debug("METEOR statistics done (%.1f s)", time.perf_counter() - t0)
-    if meteor_error:
-        raise meteor_error[0]
-
-    if "METEOR" in wanted and meteor is not None:
-        groups: dict[tuple[str, ...], int] = {}
-        where = []
-        for vi, vid in enumerate(caption_ids):
-            for ti, pairs in enumerate(video_pairs.get(vid, ())):
-                key = tuple(sorted(meteor_stats[p] for p in pairs))
-                where.append((vi, ti, groups.setdefault(key, len(groups))))
-        values = meteor.corpus_scores(list(groups))
-        met = np.zeros((len(caption_ids), n_t))
-        for vi, ti, gi in where:
-            met[vi, ti] = values[gi]
-        _put(scores, "METEOR", _video_mean(met), tious)
-
-    if soda_sets and meteor is not None:
-        distinct = list(dict.fromkeys(meteor_stats[p] for p in soda_pairs))
-        sentence = dict(zip(distinct, meteor.sentence_scores(distinct), strict=True))
-
-        def sentence_meteor(hyp: str, ref: str) -> float:
-            return sentence[meteor_stats[(hyp, ref)]]
-
-        scores["SODA_c"] = _soda_c(
-            soda_sets, preds, refs, soda_references, skip_missing, sentence_meteor
-        )
+    table = job.per_video
+    if "Recall" in wanted:
+        _put(scores, "Recall", _video_mean(table["Recall"]), tious)
+    if "Precision" in wanted:
+        _put(scores, "Precision", _video_mean(table["Precision"]), tious)
+    if "F1" in wanted:
+        per_tiou, value = dv.f1_scores(table["Precision"], table["Recall"], f1)
+        if per_tiou:
+            for t, x in zip(tious, per_tiou, strict=True):
+                scores[f"F1@{t:g}"] = x
+        scores["F1"] = value
+    names = [*BLEU] if "Bleu_1" in wanted else []
+    names += [m for m in ("METEOR", "ROUGE_L", "CIDEr") if m in wanted]
+    if "METEOR" in names and meteor is None:
+        names.remove("METEOR")
+    for m in names:
+        _put(scores, m, _video_mean(table[m]), tious)
+    if job.soda_refs:
+        scores["SODA_c"] = _soda_c(job.soda_prf, refs, soda_references, skip_missing)
     return {k: float(v) for k, v in scores.items()}
+
+
+def _chunks(ids: list[str], preds: Mapping[str, VideoEvents], limit: int):
+    """Consecutive runs of ids holding about ``limit`` predicted events each."""
+    chunk: list[str] = []
+    n = 0
+    for vid in ids:
+        chunk.append(vid)
+        pv = preds.get(vid)
+        n += len(pv.events) if pv is not None else 0
+        if n >= limit:
+            yield chunk
+            chunk, n = [], 0
+    if chunk:
+        yield chunk
+
+
+class _Job:
+    """One evaluation's inputs and per-video results, filled a chunk at a time."""
+
+    def __init__(self, **inputs) -> None:
+        self.preds: dict[str, VideoEvents] = inputs["preds"]
+        self.refs: list[Mapping[str, VideoEvents]] = inputs["refs"]
+        self.tokens: dict[str, str] = inputs["tokens"]
+        self.wanted: set[str] = inputs["wanted"]
+        self.tious: tuple[float, ...] = inputs["tious"]
+        self.garbage_tok: str = inputs["garbage_tok"]
+        self.meteor: Meteor | None = inputs["meteor"]
+        self.rows: dict[str, int] = inputs["rows"]
+        shape = (len(self.rows), len(self.tious))
+        names = (*BLEU, "METEOR", "ROUGE_L", "CIDEr", "Precision", "Recall")
+        self.per_video = {m: np.zeros(shape) for m in names}
+        self.soda_refs: list[list[Mapping[str, VideoEvents]]] = []
+        self.soda_prf: list[dict[str, tuple[float, float, float]]] = []
+        self.ngrams = NgramCache()
+
+    def score(self, chunk: list[str]) -> None:
+        wanted = self.wanted
+        video_pairs: dict[str, list[list[tuple[str, str]]]] = {}
+        want_captions = bool(set(CAPTION_METRICS) & wanted)
+        for vid in chunk:
+            row = self.rows.get(vid)
+            pv = self.preds.get(vid)
+            if row is None or pv is None or not pv.events:
+                continue
+            spans = dv.spans_of(pv)
+            vrefs = [_reference(r[vid], self.tokens) for r in self.refs if vid in r]
+            if want_captions:
+                texts = tuple(self.tokens[e.text] for e in pv.events)
+                pred = dv.Prediction(spans, texts)
+                video_pairs[vid] = dv.caption_pairs(
+                    pred, vrefs, self.tious, self.garbage_tok
+                )
+            texts = tuple(e.text for e in pv.events)
+            prec, rec = dv.proposal_scores(
+                dv.Prediction(spans, texts), vrefs, self.tious
+            )
+            self.per_video["Precision"][row] = prec
+            self.per_video["Recall"][row] = rec
+        soda_sets = []
+        if self.soda_refs:
+            chunk_preds = {v: self.preds[v] for v in chunk if v in self.preds}
+            for s in self.soda_refs:
+                part = [{v: r[v] for v in chunk if v in r} for r in s]
+                soda_sets.append(sd.soda_videos(chunk_preds, part, self.tokens))
+        soda_pairs = [
+            p for s in soda_sets for v in s.values() for p in sd.scored_pairs(v)
+        ]
+
+        # METEOR statistics of the distinct pairs, in the background (the Java
+        # backend's processes work while the n-gram metrics run here).
+        meteor_stats: dict[tuple[str, str], str] = {}
+        meteor_error: list[BaseException] = []
+        meteor_thread = None
+        meteor = self.meteor
+        if meteor is not None and ("METEOR" in wanted or soda_pairs):
+            todo = soda_pairs
+            if "METEOR" in wanted:
+                todo = [p for per in video_pairs.values() for ps in per for p in ps]
+                todo += soda_pairs
+            todo = list(dict.fromkeys(todo))
+
+            def run_meteor() -> None:
+                try:
+                    meteor_stats.update(zip(todo, meteor.stats(todo), strict=True))
+                except BaseException as e:
+                    meteor_error.append(e)
+
+            meteor_thread = threading.Thread(target=run_meteor, daemon=True)
+            meteor_thread.start()
+        try:
+            self._ngram_scores(video_pairs)
+        finally:
+            if meteor_thread is not None:
+                meteor_thread.join()
+        if meteor_error:
+            raise meteor_error[0]
+        if meteor is None:
+            return
+        if "METEOR" in wanted:
+            groups: dict[tuple[str, ...], int] = {}
+            where = []
+            for vid, per in video_pairs.items():
+                for ti, pairs in enumerate(per):
+                    key = tuple(sorted(meteor_stats[p] for p in pairs))
+                    where.append(
+                        (self.rows[vid], ti, groups.setdefault(key, len(groups)))
+                    )
+            values = meteor.corpus_scores(list(groups))
+            for row, ti, gi in where:
+                self.per_video["METEOR"][row, ti] = values[gi]
+        if soda_sets:
+            distinct = list(dict.fromkeys(meteor_stats[p] for p in soda_pairs))
+            sentence = dict(
+                zip(distinct, meteor.sentence_scores(distinct), strict=True)
+            )
+
+            def sentence_meteor(hyp: str, ref: str) -> float:
+                return sentence[meteor_stats[(hyp, ref)]]
+
+            for k, s in enumerate(soda_sets):
+                for vid, v in s.items():
+                    self.soda_prf[k][vid] = sd.video_prf(v, sentence_meteor)
+
+    def _ngram_scores(self, video_pairs: dict[str, list[list[tuple[str, str]]]]):
+        """BLEU, ROUGE-L and CIDEr-D per video and tIoU (a pair list shared by
+        several tIoUs is scored once)."""
+        metrics = [m for m in ("Bleu_1", "ROUGE_L", "CIDEr") if m in self.wanted]
+        if not metrics:
+            return
+        bleu_stats: dict[tuple[str, str], tuple] = {}
+        rouge: dict[tuple[str, str], float] = {}
+        memo: dict[tuple, tuple] = {}
+        for vid, per in video_pairs.items():
+            row = self.rows[vid]
+            for ti, pairs in enumerate(per):
+                key = tuple(pairs)
+                got = memo.get(key)
+                if got is None:
+                    got = memo[key] = _ngram_metrics(
+                        pairs, metrics, self.ngrams, bleu_stats, rouge
+                    )
+                for m, x in got:
+                    self.per_video[m][row, ti] = x
 
 
 def _reference(video: VideoEvents, tokens: dict[str, str]) -> dv.Reference:
@@ -427,17 +483,12 @@ def _ngram_metrics(
 
 
 def _soda_c(
-    soda_sets: list[dict[str, sd.SodaVideo]],
-    preds: dict[str, VideoEvents],
+    per_set: list[dict[str, tuple[float, float, float]]],
     refs: list[Mapping[str, VideoEvents]],
     how: str,
     skip_missing: bool | None,
-    sentence_meteor,
 ) -> float:
-    per_set = [
-        {vid: sd.video_prf(v, sentence_meteor) for vid, v in s.items()}
-        for s in soda_sets
-    ]
+    """SODA_c from each reference set's per-video (P, R, F)."""
     if how == "best":
         ids = dv.reference_ids(refs)
         f = []
