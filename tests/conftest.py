@@ -1,7 +1,6 @@
 """Shared fixtures: the reference data beside the project, offline settings."""
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -37,9 +36,10 @@ def one_torch_thread():
 def java() -> str:
     """A Java runtime, for the tests that cross-check against the official jars
     (densevid itself needs none)."""
-    found = os.environ.get("DENSEVID_JAVA") or shutil.which("java")
-    if not found:
-        pytest.skip(
-            "no Java runtime: the cross-check against the official jars needs one"
-        )
-    return found
+    from densevid.errors import DensevidError
+    from densevid.metrics.tokenize import java_executable
+
+    try:
+        return java_executable()
+    except DensevidError as e:
+        pytest.skip(f"cross-checks against the official jars need Java ({e})")

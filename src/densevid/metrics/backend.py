@@ -7,7 +7,7 @@ from __future__ import annotations
 from densevid.errors import DensevidError
 
 BACKENDS = ("python", "java")
-DEFAULT_BACKEND = "java"  # TEMP until the Python scorers land
+DEFAULT_BACKEND = "python"
 
 
 def check_backend(backend: str | None) -> str:
