@@ -404,3 +404,34 @@ def test_an_ensemble_refuses_members_that_read_other_inputs(overfitted):
     stranger.config = replace(stranger.config, time_offset=model.config.time_offset)
     with pytest.raises(DensevidError, match="another tokenizer"):
         Ensemble([model, stranger])
+
+
+def test_given_segments_get_the_captions_the_model_learned_for_them(overfitted):
+    from densevid.decoding import caption_segments
+
+    model, batch, targets = overfitted
+    segments = [[(e.start, e.end) for e in t] for t in targets]
+    segments[0] = segments[0][::-1]  # given in any order, captioned in time order
+    videos = caption_segments(model, batch, segments, DecodingOptions(max_length=24))
+    for video, target in zip(videos, targets, strict=True):
+        assert [(e.start, e.end, e.text) for e in video.events] == [
+            (e.start, e.end, e.text) for e in target
+        ]
+        assert all(-1.0 < e.score <= 0.0 for e in video.events)
+
+
+def test_a_segment_is_captioned_in_the_context_of_the_earlier_ones(overfitted):
+    from densevid.decoding import caption_segments
+
+    model, batch, _ = overfitted
+    # video 0 learned "a star appears" at 5-8 s after its first event; asked for
+    # 5-8 s alone the model still gives a caption, and the time tokens never leak
+    # into it
+    (video,) = caption_segments(
+        model,
+        {**batch, "video_ids": ["v0"], "durations": batch["durations"][:1]},
+        [[(5.0, 8.0), (8.5, 8.9)]],
+        DecodingOptions(max_length=24),
+    )
+    assert [(e.start, e.end) for e in video.events] == [(5.0, 8.0), (8.5, 8.9)]
+    assert all(e.text and "<" not in e.text for e in video.events)

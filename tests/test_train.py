@@ -468,7 +468,16 @@ def test_a_model_reads_several_visual_streams(corpus, fusion, tmp_path):
     argv = ["predict", str(Path(cfg.output_dir) / "last"), "--features"]
     argv += [str(corpus / "features"), "--annotations", str(corpus / "val.json")]
     assert main([*argv, "-o", str(preds), "--method", "greedy"]) == 0
-    assert set(load_submission(preds)) == set(load_annotations(corpus / "val.json"))
+    refs = load_annotations(corpus / "val.json")
+    assert set(load_submission(preds)) == set(refs)
+    # captions for the reference segments ("ground-truth proposals")
+    captions = tmp_path / "captions.json"
+    segments = ["--segments", str(corpus / "val.json")]
+    assert main([*argv, "-o", str(captions), *segments]) == 0
+    got = load_submission(captions)
+    for vid, ref in refs.items():
+        spans = sorted((e.start, e.end) for e in ref.events)
+        assert [(e.start, e.end) for e in got[vid].events] == spans
 
 
 def test_caption_reads_features_densevid_cannot_compute_from_a_directory(

@@ -629,7 +629,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "densevid predict runs/synth/best --features feats/ "
         "--annotations test.json -o preds.json\n"
         "  densevid predict runs/a/best runs/b/best --features feats/ "
-        "--annotations test.json -o preds.json   (an ensemble)",
+        "--annotations test.json -o preds.json   (an ensemble)\n"
+        "  densevid predict runs/synth/best --features feats/ "
+        "--annotations test.json --segments test.json -o captions.json",
     )
     p.add_argument(
         "checkpoints",
@@ -645,6 +647,13 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         help="ActivityNet-format file giving the videos and their durations",
     )
     p.add_argument("-o", "--output", required=True, help="submission JSON to write")
+    p.add_argument(
+        "--segments",
+        metavar="FILE",
+        help="caption these segments instead of finding events (an annotation or "
+        "submission file; e.g. the references: the 'ground-truth proposals' "
+        "setting); captions are decoded greedily",
+    )
     add_dataclass_flags(p, DecodingOptions, DECODING_HELP)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -684,10 +693,16 @@ def run_predict(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    segments = _load_segments(args.segments, videos) if args.segments else None
     dataset = VideoDataset(videos, args.features, cfg, model.time_tokenizer)
     dataset.check_options(cfg)
     preds, stats = decode_dataset(
-        model, dataset, options, batch_size=args.batch_size, verbose=not args.quiet
+        model,
+        dataset,
+        options,
+        batch_size=args.batch_size,
+        segments=segments,
+        verbose=not args.quiet,
     )
     save_submission([preds[k] for k in videos if k in preds], args.output)
     n_events = sum(len(v) for v in preds.values())
@@ -697,6 +712,22 @@ def run_predict(args: argparse.Namespace) -> int:
         f"{stats.perplexity:.3f}"
     )
     return exit_status(len(preds), n_missing)
+
+
+def _load_segments(path: str, videos: dict) -> dict[str, list[tuple[float, float]]]:
+    """(start, end) per video from an annotation or a submission file, for the
+    videos being predicted; one line if they share none."""
+    from densevid.events import load_annotations, load_submission, read_json
+
+    data = read_json(path)
+    if isinstance(data, dict) and "results" in data:
+        given = load_submission(path, max_per_video=None)
+    else:
+        given = load_annotations(path)
+    out = {k: [(e.start, e.end) for e in v.events] for k, v in given.items()}
+    if not set(out) & set(videos):
+        raise DensevidError(f"{path}: no segments for any video to predict")
+    return out
 
 
 # --- synth -------------------------------------------------------------------------

@@ -440,6 +440,88 @@ def decode(
     return results
 
 
+@torch.no_grad()
+def caption_segments(
+    model: Decodable,
+    batch: dict[str, Any],
+    segments: Sequence[Sequence[tuple[float, float]]],
+    options: DecodingOptions | None = None,
+) -> list[VideoEvents]:
+    """Captions for given segments: the "ground-truth proposals" setting in which
+    two-stage systems (BMT, MDVC) report their best numbers.
+
+    For each video the segments go in time order; each is written as its two time
+    tokens after the earlier segments and their captions, and its caption is
+    decoded greedily (averaged over an ensemble's members, under the time grammar)
+    until the model would open another event or end the sequence. The batch must
+    carry ``durations`` and ``video_ids``; ``segments[i]`` are (start, end) seconds
+    of video i.
+
+    Returns:
+        one VideoEvents per video: the given segments, in time order, each with its
+        caption and the mean log-probability of the caption's tokens as score.
+    """
+    options = (options or DecodingOptions()).verify()
+    from transformers.modeling_outputs import BaseModelOutput
+
+    was_training = model.training
+    model.eval()
+    try:
+        inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        inputs.pop("labels", None)
+        members = list(model.members)
+        encodings = [m.encode(**inputs) for m in members]
+        grammar = make_grammar(model, options)
+        tt = model.time_tokenizer
+        start_id = members[0].lm.config.decoder_start_token_id
+        device = encodings[0][0].device
+        results = []
+        for i, video_id in enumerate(batch["video_ids"]):
+            duration = float(batch["durations"][i])
+            states = [
+                (BaseModelOutput(last_hidden_state=h[i : i + 1]), m[i : i + 1])
+                for h, m in encodings
+            ]
+            ids = [start_id]
+            events = []
+            for a, b in sorted(segments[i]):
+                ids += [tt.time_id(a, duration), tt.time_id(b, duration)]
+                caption: list[int] = []
+                logps: list[float] = []
+                while len(ids) < options.max_length:
+                    prefix = torch.tensor([ids], device=device)
+                    step = mix(
+                        [
+                            torch.log_softmax(
+                                member.lm(
+                                    encoder_outputs=enc,
+                                    attention_mask=mask,
+                                    decoder_input_ids=prefix,
+                                    use_cache=False,
+                                )
+                                .logits[:, -1]
+                                .float(),
+                                dim=-1,
+                            )
+                            for member, (enc, mask) in zip(members, states, strict=True)
+                        ]
+                    )
+                    allowed = grammar(prefix, step)[0]
+                    token = int(allowed.argmax())
+                    if token == tt.eos_id or tt.is_time(token):
+                        break
+                    caption.append(token)
+                    logps.append(float(step[0, token]))
+                    ids.append(token)
+                text = tt.tokenizer.decode(caption, skip_special_tokens=True).strip()
+                score = float(np.mean(logps)) if logps else None
+                events.append(Event(float(a), float(b), text, score))
+            results.append(VideoEvents(video_id, tuple(events), duration))
+    finally:
+        model.train(was_training)
+    return results
+
+
 MIN_PEAK = 0.5  # a frame-event peak below this probability moves no boundary
 
 
@@ -513,9 +595,13 @@ def decode_dataset(
     *,
     batch_size: int = 8,
     likelihood: bool = True,
+    segments: dict[str, Sequence[tuple[float, float]]] | None = None,
     verbose: bool = False,
 ) -> tuple[dict[str, VideoEvents], LikelihoodStats]:
     """Predicts every video of a dataset and scores its reference sequences.
+
+    With ``segments`` (video id -> (start, end) seconds) the model captions those
+    segments (``caption_segments``) instead of finding events.
 
     Returns:
         video id -> predicted VideoEvents, and the per-token log-likelihood /
@@ -538,7 +624,12 @@ def decode_dataset(
     try:
         for batch in tqdm(loader, desc="decode", disable=not verbose):
             batch = to_device(batch, device)
-            for video in decode(model, batch, options):
+            if segments is None:
+                videos = decode(model, batch, options)
+            else:
+                given = [segments.get(v, ()) for v in batch["video_ids"]]
+                videos = caption_segments(model, batch, given, options)
+            for video in videos:
                 predictions[video.video_id] = video
             if likelihood:
                 inputs = {k: v for k, v in batch.items() if k != "labels"}
