@@ -56,7 +56,7 @@ _THING = (
     rf"(?:[dDoOlL]{_APOSETC}[A-Za-z0-9])?[A-Za-z0-9]+"
     rf"(?:{_HYPHEN}(?:[dDoOlL]{_APOSETC}[A-Za-z0-9])?[A-Za-z0-9]+)*"
 )
-_AMP = "(?:[+&]|" + _ci("&amp;") + ")"
+_AMP = "(?:" + _ci("&amp;") + "|[+&])"  # the longer first: Python takes the first
 _THINGA = rf"[A-Z]+(?:{_AMP}[A-Z]+)+"
 _THING3 = r"[A-Za-z0-9]+(?:-[A-Za-z]+){0,2}(?:\\?/[A-Za-z0-9]+(?:-[A-Za-z]+){0,2}){1,2}"
 _ACRO2 = r"[A-Za-z](?:\.[A-Za-z])+"
