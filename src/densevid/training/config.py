@@ -142,6 +142,12 @@ class TrainConfig(RunConfig):
     # a checkpoint to fine-tune from (densevid pretrain/train output): architecture,
     # tokenizer and weights come from it (densevid.checkpoint.init_model)
     init: str = ""
+    # "ml": maximum likelihood; "scst": self-critical training of an init model on
+    # the reward of sampled event sequences against the greedy one's
+    # (densevid.training.scst): "soda" or "f1" (densevid.training.rewards)
+    objective: str = "ml"
+    scst_reward: str = "soda"
+    scst_samples: int = 4
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -172,6 +178,21 @@ class TrainConfig(RunConfig):
             self.decoding.verify()
         except DensevidError as e:
             raise DensevidError(f"{self.KIND}: decoding: {e}") from None
+        if self.objective not in ("ml", "scst"):
+            raise DensevidError(
+                f"{self.KIND}: objective must be 'ml' or 'scst', got {self.objective!r}"
+            )
+        if self.objective == "scst":
+            if not self.init:
+                raise DensevidError(
+                    f"{self.KIND}: objective scst fine-tunes a trained model: give "
+                    "init (densevid train --init CHECKPOINT)"
+                )
+            if self.scst_reward not in ("soda", "f1") or self.scst_samples < 1:
+                raise DensevidError(
+                    f"{self.KIND}: scst_reward must be 'soda' or 'f1' and "
+                    f"scst_samples >= 1, got {self.scst_reward!r}, {self.scst_samples}"
+                )
         return self
 
     @classmethod

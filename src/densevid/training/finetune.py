@@ -269,4 +269,8 @@ def train(
     """
     cfg.verify()
     require_java_for_validation(cfg)
+    if cfg.objective == "scst":
+        from densevid.training.scst import SelfCritical
+
+        return run(cfg, SelfCritical(cfg), verbose=verbose, on_step=on_step)
     return run(cfg, Finetune(cfg), verbose=verbose, on_step=on_step)

@@ -112,6 +112,15 @@ class Objective:
         process, each a list of parts, already on the run's device."""
         raise NotImplementedError
 
+    def loss(
+        self, net: torch.nn.Module, batch: dict[str, Any], cfg: Any
+    ) -> tuple[torch.Tensor, int]:
+        """A part's loss and token count: the token cross-entropy (plus the
+        frame-event loss) unless the objective optimises something else."""
+        return compute_loss(
+            net, batch, cfg.label_smoothing, cfg.event_loss_weight, cfg.time_sigma
+        )
+
     def evaluate(self, model: DenseVideoModel) -> dict[str, float] | None:
         """Scores on held-out data (main process only); None when there is none."""
         return None
@@ -321,13 +330,7 @@ def _run(
                     with torch.autocast(
                         device.type, dtype=torch.bfloat16, enabled=use_amp
                     ):
-                        loss, _ = compute_loss(
-                            net,
-                            part.batch,
-                            cfg.label_smoothing,
-                            cfg.event_loss_weight,
-                            cfg.time_sigma,
-                        )
+                        loss, _ = objective.loss(net, part.batch, cfg)
                     (loss * part.weight / cfg.grad_accum).backward()
                 value = loss.item() / cfg.grad_accum
                 if part.name:
