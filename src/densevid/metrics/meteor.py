@@ -33,6 +33,8 @@ Resources come from the installed pycocoevalcap files (``meteor_resources``).
 from __future__ import annotations
 
 import math
+import operator
+import os
 import re
 import threading
 from collections.abc import Sequence
@@ -85,16 +87,17 @@ _WHITE = re.compile(
     "\u202f\u205f\u3000\u00a0]+"
 )
 _SPACED = r"\1 \2"
+_PLAIN = re.compile("[A-Za-z0-9 ]*")
+
+
+_CONTROL = "".join(map(chr, range(33)))
 
 
 def java_trim(s: str) -> str:
     """``String.trim``: drops characters up to U+0020 at both ends."""
-    i, j = 0, len(s)
-    while i < j and s[i] <= " ":
-        i += 1
-    while j > i and s[j - 1] <= " ":
-        j -= 1
-    return s[i:j]
+    if s and s[0] > " " and s[-1] > " ":
+        return s
+    return s.strip(_CONTROL)
 
 
 def normalize(line: str, nbp: dict[str, int]) -> str:
@@ -158,6 +161,16 @@ def java_hash(s: str) -> int:
     return h - (1 << 32) if h & 0x80000000 else h
 
 
+_NUMBERS = tuple(f"{i}.0" for i in range(1000))
+
+
+def _stats_line(row: Sequence[int]) -> str:
+    """23 integral statistics as the jar prints them (``Double.toString``)."""
+    if max(row) < 1000 and min(row) >= 0:
+        return " ".join(map(_NUMBERS.__getitem__, row))
+    return " ".join(java_double(float(x)) for x in row)
+
+
 def java_double(x: float) -> str:
     """``Double.toString`` of an integral statistic (all METEOR's word-level ones)."""
     if x.is_integer() and abs(x) < 1e7:
@@ -171,13 +184,15 @@ def java_double(x: float) -> str:
 class _Word:
     """What the matchers need of one (lower-cased) word, computed once."""
 
-    __slots__ = ("function", "hash", "para", "stem", "syn")
+    __slots__ = ("function", "hash", "index", "para", "stem", "syn", "syn_array")
 
-    def __init__(self, w: str, res: Resources, lex: dict) -> None:
+    def __init__(self, w: str, res: Resources, lex: dict, index: int) -> None:
+        self.index = index
         self.hash = java_hash(w)
         self.stem = java_hash(res.stemmer.stemWord(w))
         self.function = w in lex["function"]
         self.syn = _synsets(w, lex)
+        self.syn_array = np.array(sorted(self.syn), dtype=np.int64)
         self.para = res.vocab.get(w, -1)
 
 
@@ -215,41 +230,64 @@ def _synsets(w: str, lex: dict) -> frozenset[int]:
 class _Sentence:
     """A normalised, tokenised sentence and its per-position data."""
 
-    __slots__ = (
-        "by_hash", "by_stem", "fw", "hashes", "n", "ngrams", "para", "paths",
-        "stems", "syn", "syn_pos", "words",
-    )  # fmt: skip
+    __slots__ = ("info", "keys", "n", "occ", "para", "targets")
 
-    def __init__(self, words: list[str], lookup) -> None:
-        info = [lookup(w) for w in words]
-        self.words = words
+    def __init__(self, words: Sequence[str], lookup) -> None:
+        self.info = [lookup(w) for w in words]
         self.n = len(words)
-        self.hashes = [x.hash for x in info]
-        self.stems = [x.stem for x in info]
-        self.fw = [x.function for x in info]
-        self.syn = [x.syn for x in info]
-        self.para = tuple(x.para for x in info)
-        self.syn_pos = [(i, s) for i, s in enumerate(self.syn) if s]
-        by_hash: dict[int, list[int]] = {}
-        by_stem: dict[int, list[int]] = {}
-        for i, (h, s) in enumerate(zip(self.hashes, self.stems, strict=True)):
-            by_hash.setdefault(h, []).append(i)
-            by_stem.setdefault(s, []).append(i)
-        self.by_hash = by_hash
-        self.by_stem = by_stem
-        # paraphrase-table n-grams (word ids) -> start positions
-        ngrams: dict[tuple[int, ...], list[int]] = {}
-        ids = self.para
-        for i in range(self.n):
-            if ids[i] < 0:
-                continue
-            for k in range(i + 1, min(self.n, i + MAX_PHRASE) + 1):
-                if ids[k - 1] < 0:
-                    break
-                ngrams.setdefault(ids[i:k], []).append(i)
-        self.ngrams = ngrams
-        # paraphrase -> [(position, order at that position, phrase length)]
-        self.paths: dict[tuple[int, ...], list[tuple[int, int, int]]] = {}
+        self.para = tuple(x.para for x in self.info)  # paraphrase-table word ids
+        # (position, phrase length, phrase's paraphrases, order of its first one
+        # at that position) of the table phrases in it whose paraphrases occur
+        # in the batch, by position then length
+        self.occ: list[tuple[int, int, _Phrase, int]] = []
+        self.keys: frozenset[int] = frozenset()  # all those paraphrases' keys
+        # key -> start positions of the n-grams that are such paraphrases (of
+        # any sentence of the batch)
+        self.targets: dict[int, list[int]] = {}
+
+
+class _Kept:
+    """The batch's kept paraphrase-table entries (those whose paraphrase occurs in
+    the batch): keys, and word ids decoded on demand."""
+
+    __slots__ = ("cache", "e0", "elen", "keys", "words")
+
+    def __init__(self, keys: list[int], e0: list[int], elen: list[int], words) -> None:
+        self.keys = keys
+        self.e0 = e0
+        self.elen = elen
+        self.words = words  # the table's paraphrase words (memory-mapped)
+        self.cache: dict[int, tuple[int, ...]] = {}
+
+    def par(self, e: int) -> tuple[int, ...]:
+        t = self.cache.get(e)
+        if t is None:
+            start = self.e0[e]
+            t = self.cache[e] = tuple(self.words[start : start + self.elen[e]].tolist())
+        return t
+
+
+class _Phrase:
+    """A table phrase's kept entries: ``kept`` rows start .. start + count, in
+    file order; ``lookup(key)`` gives [(order among them, row)]."""
+
+    __slots__ = ("by_key", "count", "kept", "keys", "start")
+
+    def __init__(self, kept: _Kept, start: int, count: int) -> None:
+        self.kept = kept
+        self.start = start
+        self.count = count
+        self.keys = frozenset(kept.keys[start : start + count])
+        self.by_key: dict[int, list[tuple[int, int]]] | None = None
+
+    def lookup(self, key: int) -> list[tuple[int, int]]:
+        if self.by_key is None:
+            by_key: dict[int, list[tuple[int, int]]] = {}
+            keys = self.kept.keys
+            for k in range(self.count):
+                by_key.setdefault(keys[self.start + k], []).append((k, self.start + k))
+            self.by_key = by_key
+        return self.by_key.get(key, ())
 
 
 # --- floating point as Java does it ---------------------------------------------------
@@ -349,83 +387,91 @@ def parse_stats(line: str) -> list[float]:
 # --- alignment ------------------------------------------------------------------------
 
 
-def _align(s1: _Sentence, s2: _Sentence) -> str:
-    """Aligns hypothesis ``s1`` with reference ``s2``; the statistics line."""
+def _para_matches(s1: _Sentence, s2: _Sentence) -> list[tuple[int, int, int, int]]:
+    """The paraphrase stage's matches (start2, len2, start1, len1) of hypothesis
+    ``s1`` and reference ``s2``, in the order the jar adds them at each reference
+    position: reference phrases paraphrased in the hypothesis first (by the
+    phrase's order there, then hypothesis position), then hypothesis phrases
+    paraphrased in the reference (by hypothesis position, then order)."""
+    found = []
+    t1 = s1.targets
+    if s2.keys and t1:
+        common = s2.keys.intersection(t1)
+        if common:
+            ids = s1.para
+            for j, length, phrase, base in s2.occ:
+                for key in common.intersection(phrase.keys):
+                    for k, e in phrase.lookup(key):
+                        par = phrase.kept.par(e)
+                        n = len(par)
+                        for i in t1[key]:
+                            if ids[i : i + n] == par:
+                                found.append((j, 0, base + k, i, length, i, n))
+    t2 = s2.targets
+    if s1.keys and t2:
+        common = s1.keys.intersection(t2)
+        if common:
+            ids = s2.para
+            for i, length, phrase, base in s1.occ:
+                for key in common.intersection(phrase.keys):
+                    for k, e in phrase.lookup(key):
+                        par = phrase.kept.par(e)
+                        n = len(par)
+                        for j in t2[key]:
+                            if ids[j : j + n] == par:
+                                found.append((j, 1, i, base + k, n, i, length))
+    if not found:
+        return []
+    found.sort()
+    return [(f[0], f[4], f[5], f[6]) for f in found]
+
+
+def _align(s1: _Sentence, s2: _Sentence) -> list[int]:
+    """Aligns hypothesis ``s1`` with reference ``s2`` (pure Python); the 23
+    statistics."""
     n1, n2 = s1.n, s2.n
-    h1, h2 = s1.hashes, s2.hashes
+    h1 = [x.hash for x in s1.info]
+    h2 = [x.hash for x in s2.info]
     # matches[j]: candidate matches starting at reference word j, as tuples
     # (start2, len2, start1, len1, stage)
     matches: list[list[tuple[int, int, int, int, int]]] = [[] for _ in range(n2)]
     cov1 = [0] * n1
     cov2 = [0] * n2
     identical = n1 == n2 and h1 == h2
-    by_hash = s1.by_hash
     for j in range(n2):
-        for i in by_hash.get(h2[j], ()):
-            matches[j].append((j, 1, i, 1, EXACT))
-            cov1[i] += 1
-            cov2[j] += 1
+        for i in range(n1):
+            if h1[i] == h2[j]:
+                matches[j].append((j, 1, i, 1, EXACT))
+                cov1[i] += 1
+                cov2[j] += 1
     if not identical and n1 and n2:
-        by_stem = s1.by_stem
-        st2 = s2.stems
+        st1 = [x.stem for x in s1.info]
+        st2 = [x.stem for x in s2.info]
         for j in range(n2):
-            hj = h2[j]
-            for i in by_stem.get(st2[j], ()):
-                if h1[i] != hj:
+            for i in range(n1):
+                if st1[i] == st2[j] and h1[i] != h2[j]:
                     matches[j].append((j, 1, i, 1, STEM))
                     cov1[i] += 1
                     cov2[j] += 1
-        if s1.syn_pos and s2.syn_pos:
-            syn1 = s1.syn_pos
-            for j, sj in s2.syn_pos:
-                hj = h2[j]
-                for i, si in syn1:
-                    if h1[i] != hj and not si.isdisjoint(sj):
+        sy1 = [x.syn for x in s1.info]
+        sy2 = [x.syn for x in s2.info]
+        for j in range(n2):
+            if sy2[j]:
+                for i in range(n1):
+                    if h1[i] != h2[j] and not sy1[i].isdisjoint(sy2[j]):
                         matches[j].append((j, 1, i, 1, SYNONYM))
                         cov1[i] += 1
                         cov2[j] += 1
-        _paraphrase(s1, s2, matches, cov1, cov2)
+        for start, length, mstart, mlength in _para_matches(s1, s2):
+            matches[start].append((start, length, mstart, mlength, PARAPHRASE))
+            for k in range(mlength):
+                cov1[mstart + k] += 1
+            for k in range(length):
+                cov2[start + k] += 1
     return _resolve(s1, s2, matches, cov1, cov2)
 
 
-def _paraphrase(s1, s2, matches, cov1, cov2) -> None:
-    # Reference phrases paraphrased in the hypothesis: by reference position, then
-    # the phrase's order there, then hypothesis position.
-    found = []
-    paths2, grams1 = s2.paths, s1.ngrams
-    if paths2 and grams1:
-        for par in paths2.keys() & grams1.keys():
-            starts = grams1[par]
-            for j, order, length in paths2[par]:
-                for i in starts:
-                    found.append((j, order, i, length, len(par)))
-        found.sort()
-        for j, _, i, length, plen in found:
-            matches[j].append((j, length, i, plen, PARAPHRASE))
-            for k in range(plen):
-                cov1[i + k] += 1
-            for k in range(length):
-                cov2[j + k] += 1
-    # Hypothesis phrases paraphrased in the reference: by hypothesis position, the
-    # phrase's order there, then reference position.
-    found = []
-    paths1, grams2 = s1.paths, s2.ngrams
-    if paths1 and grams2:
-        for par in paths1.keys() & grams2.keys():
-            starts = grams2[par]
-            for i, order, length in paths1[par]:
-                for j in starts:
-                    found.append((i, order, j, length, len(par)))
-        found.sort()
-        for i, _, j, length, plen in found:
-            matches[j].append((j, plen, i, length, PARAPHRASE))
-            for k in range(length):
-                cov1[i + k] += 1
-            for k in range(plen):
-                cov2[j + k] += 1
-
-
-def _resolve(s1, s2, matches, cov1, cov2) -> str:
+def _resolve(s1, s2, matches, cov1, cov2) -> list[int]:
     n1, n2 = s1.n, s2.n
     fixed: list = [None] * n2
     used1 = used2 = 0
@@ -446,7 +492,8 @@ def _resolve(s1, s2, matches, cov1, cov2) -> str:
         m, link = link
         chosen[m[0]] = m
     # statistics
-    fw1, fw2 = s1.fw, s2.fw
+    fw1 = [x.function for x in s1.info]
+    fw2 = [x.function for x in s2.info]
     c1 = [0] * N_STAGES
     c2 = [0] * N_STAGES
     f1 = [0] * N_STAGES
@@ -485,18 +532,18 @@ def _resolve(s1, s2, matches, cov1, cov2) -> str:
     for i in range(N_STAGES):
         fields += (c1[i], c2[i], f1[i], f2[i])
     fields += (chunks, sum(c1) + sum(f1), sum(c2) + sum(f2))
-    return " ".join(f"{x}.0" for x in fields)
+    return fields
 
 
-def _key(p):
-    return (-p[0], p[1], p[2])
+_key = operator.itemgetter(0, 1, 2)
 
 
 def _beam(n2, matches, fixed, used1, used2):
     """The jar's beam search. A path is a list
-    [weighted matches, chunks, distance, idx, last_end, used1, used2, _, chain]
-    where chain links the chosen matches ((match, previous link) or None)."""
-    # weighted match count: exact words count 1, others 0.5, truncated per match
+    [-weighted matches, chunks, distance, idx, last_end, used1, used2, _, chain]
+    (sorted on its first three), where chain links the chosen matches
+    ((match, previous link) or None). Weighted matches: exact words count 1,
+    others 0.5 each, truncated per match and side (the jar's int fields)."""
     paths = [[0, 0, 0, 0, -1, used1, used2, 0, None]]
     for current in range(n2 + 1):
         if len(paths) > 1:
@@ -518,9 +565,9 @@ def _beam(n2, matches, fixed, used1, used2):
                     if m is not None:
                         start, length, mstart, mlength, stage = m
                         if stage == EXACT:
-                            path[0] += mlength + length
+                            path[0] -= mlength + length
                         else:
-                            path[0] += (mlength >> 1) + (length >> 1)
+                            path[0] -= (mlength >> 1) + (length >> 1)
                         if path[4] != -1 and mstart != path[4]:
                             path[1] += 1
                         path[3] = start + length
@@ -536,9 +583,9 @@ def _beam(n2, matches, fixed, used1, used2):
                 if u2 & mask2 or u1 & mask1:
                     continue
                 if stage == EXACT:
-                    w = path[0] + mlength + length
+                    w = path[0] - mlength - length
                 else:
-                    w = path[0] + (mlength >> 1) + (length >> 1)
+                    w = path[0] - (mlength >> 1) - (length >> 1)
                 chunks = path[1]
                 if path[4] != -1 and mstart != path[4]:
                     chunks += 1
@@ -559,11 +606,378 @@ def _beam(n2, matches, fixed, used1, used2):
     return paths[0]
 
 
+# --- the same, compiled (numba), for whole batches ------------------------------------
+
+MAX_WORDS_COMPILED = 62  # words per sentence the compiled search handles (bit masks)
+_DIST_LIMIT = 1 << 26  # distances past this leave the pair to the Python search
+
+
+def _kernel_impl(
+    pair1, pair2, tok_off, tok_word, w_hash, w_stem, w_fw, syn_off, syn_ids,
+    pm_off, pm, out,
+):  # fmt: skip
+    """Statistics of every pair (rows of ``out``); returns a flag per pair set
+    where the pair must go to the Python search instead."""
+    n_pairs = len(pair1)
+    flags = np.zeros(n_pairs, np.uint8)
+    maxn = MAX_WORDS_COMPILED
+    # scratch, sized for the largest pair
+    max_pm = 0
+    for p in range(n_pairs):
+        k = pm_off[p + 1] - pm_off[p]
+        if k > max_pm:
+            max_pm = k
+    cap_m = maxn * maxn * 3 + max_pm + 1
+    m_s = np.empty(cap_m, np.int64)
+    m_l = np.empty(cap_m, np.int64)
+    m_ms = np.empty(cap_m, np.int64)
+    m_ml = np.empty(cap_m, np.int64)
+    m_st = np.empty(cap_m, np.int64)
+    jptr = np.empty(maxn + 2, np.int64)
+    cov1 = np.empty(maxn, np.int64)
+    cov2 = np.empty(maxn, np.int64)
+    fixed = np.empty(maxn, np.int64)
+    chosen = np.empty(maxn, np.int64)
+    cap = 0
+    pool = 0
+    cur_buf = np.empty((8, 1), np.int64)
+    nxt_buf = np.empty((8, 1), np.int64)
+    keys = np.empty(1, np.int64)
+    node_m = np.empty(1, np.int64)
+    node_prev = np.empty(1, np.int64)
+    for p in range(n_pairs):
+        a = pair1[p]
+        b = pair2[p]
+        o1 = tok_off[a]
+        n1 = tok_off[a + 1] - o1
+        o2 = tok_off[b]
+        n2 = tok_off[b + 1] - o2
+        if n1 > maxn or n2 > maxn:
+            flags[p] = 1
+            continue
+        identical = n1 == n2
+        if identical:
+            for i in range(n1):
+                if w_hash[tok_word[o1 + i]] != w_hash[tok_word[o2 + i]]:
+                    identical = False
+                    break
+        for i in range(n1):
+            cov1[i] = 0
+        for j in range(n2):
+            cov2[j] = 0
+        nm = 0
+        q = pm_off[p]
+        q_end = pm_off[p + 1]
+        for j in range(n2):
+            jptr[j] = nm
+            wj = tok_word[o2 + j]
+            hj = w_hash[wj]
+            for i in range(n1):
+                if w_hash[tok_word[o1 + i]] == hj:
+                    m_s[nm] = j
+                    m_l[nm] = 1
+                    m_ms[nm] = i
+                    m_ml[nm] = 1
+                    m_st[nm] = 0
+                    nm += 1
+                    cov1[i] += 1
+                    cov2[j] += 1
+            if identical or n1 == 0:
+                continue
+            sj = w_stem[wj]
+            for i in range(n1):
+                wi = tok_word[o1 + i]
+                if w_stem[wi] == sj and w_hash[wi] != hj:
+                    m_s[nm] = j
+                    m_l[nm] = 1
+                    m_ms[nm] = i
+                    m_ml[nm] = 1
+                    m_st[nm] = 1
+                    nm += 1
+                    cov1[i] += 1
+                    cov2[j] += 1
+            a0 = syn_off[wj]
+            a1 = syn_off[wj + 1]
+            if a1 > a0:
+                for i in range(n1):
+                    wi = tok_word[o1 + i]
+                    if w_hash[wi] == hj:
+                        continue
+                    b0 = syn_off[wi]
+                    b1 = syn_off[wi + 1]
+                    x = a0
+                    y = b0
+                    hit = False
+                    while x < a1 and y < b1:
+                        if syn_ids[x] == syn_ids[y]:
+                            hit = True
+                            break
+                        if syn_ids[x] < syn_ids[y]:
+                            x += 1
+                        else:
+                            y += 1
+                    if hit:
+                        m_s[nm] = j
+                        m_l[nm] = 1
+                        m_ms[nm] = i
+                        m_ml[nm] = 1
+                        m_st[nm] = 2
+                        nm += 1
+                        cov1[i] += 1
+                        cov2[j] += 1
+            while q < q_end and pm[q, 0] == j:
+                m_s[nm] = j
+                m_l[nm] = pm[q, 1]
+                m_ms[nm] = pm[q, 2]
+                m_ml[nm] = pm[q, 3]
+                m_st[nm] = 3
+                for k in range(pm[q, 3]):
+                    cov1[pm[q, 2] + k] += 1
+                for k in range(pm[q, 1]):
+                    cov2[j + k] += 1
+                nm += 1
+                q += 1
+        jptr[n2] = nm
+        # definite matches
+        used1 = np.int64(0)
+        used2 = np.int64(0)
+        max_c = 0
+        for j in range(n2):
+            fixed[j] = -1
+            c = jptr[j + 1] - jptr[j]
+            if c > max_c:
+                max_c = c
+            if c == 1:
+                k = jptr[j]
+                ok = True
+                for t in range(m_l[k]):
+                    if cov2[m_s[k] + t] != 1:
+                        ok = False
+                for t in range(m_ml[k]):
+                    if cov1[m_ms[k] + t] != 1:
+                        ok = False
+                if ok:
+                    fixed[j] = k
+                    used2 |= ((np.int64(1) << m_l[k]) - 1) << m_s[k]
+                    used1 |= ((np.int64(1) << m_ml[k]) - 1) << m_ms[k]
+        # beam search (scratch grows to the largest pair's need)
+        need = BEAM_SIZE * (max_c + 1) + 1
+        if need > cap:
+            cap = need
+            cur_buf = np.empty((8, cap), np.int64)
+            nxt_buf = np.empty((8, cap), np.int64)
+            keys = np.empty(cap, np.int64)
+        if n2 * need > pool:
+            pool = n2 * need
+            node_m = np.empty(pool, np.int64)
+            node_prev = np.empty(pool, np.int64)
+        cw, cc, cd, ci = cur_buf[0], cur_buf[1], cur_buf[2], cur_buf[3]
+        cl, cu1, cu2, cch = cur_buf[4], cur_buf[5], cur_buf[6], cur_buf[7]
+        nw, nc, nd, ni = nxt_buf[0], nxt_buf[1], nxt_buf[2], nxt_buf[3]
+        nl, nu1, nu2, nch = nxt_buf[4], nxt_buf[5], nxt_buf[6], nxt_buf[7]
+        n_nodes = 0
+        n_cur = 1
+        cw[0] = 0
+        cc[0] = 0
+        cd[0] = 0
+        ci[0] = 0
+        cl[0] = -1
+        cu1[0] = used1
+        cu2[0] = used2
+        cch[0] = -1
+        overflow = False
+        for current in range(n2 + 1):
+            for r in range(n_cur):
+                if cd[r] >= _DIST_LIMIT:
+                    overflow = True
+                keys[r] = ((cw[r] + 1024) << 42) | (cc[r] << 26) | cd[r]
+            if overflow:
+                break
+            if n_cur > 1:
+                order = np.argsort(keys[:n_cur], kind="mergesort")
+            else:
+                order = np.zeros(1, np.int64)
+            n_next = 0
+            top = min(n_cur, BEAM_SIZE)
+            for r in range(top):
+                x = order[r]
+                w = cw[x]
+                c = cc[x]
+                d = cd[x]
+                idx = ci[x]
+                last = cl[x]
+                u1 = cu1[x]
+                u2 = cu2[x]
+                ch = cch[x]
+                if current == n2:
+                    if last != -1:
+                        c += 1
+                elif (u2 >> current) & 1:
+                    if current >= idx:
+                        k = fixed[idx]
+                        if k < 0:
+                            continue  # dropped, as the jar does
+                        if m_st[k] == 0:
+                            w -= m_ml[k] + m_l[k]
+                        else:
+                            w -= (m_ml[k] >> 1) + (m_l[k] >> 1)
+                        if last != -1 and m_ms[k] != last:
+                            c += 1
+                        idx = m_s[k] + m_l[k]
+                        last = m_ms[k] + m_ml[k]
+                        d += abs(m_s[k] - m_ms[k])
+                else:
+                    for k in range(jptr[current], jptr[current + 1]):
+                        mask2 = ((np.int64(1) << m_l[k]) - 1) << m_s[k]
+                        mask1 = ((np.int64(1) << m_ml[k]) - 1) << m_ms[k]
+                        if (u2 & mask2) != 0 or (u1 & mask1) != 0:
+                            continue
+                        if m_st[k] == 0:
+                            nw[n_next] = w - m_ml[k] - m_l[k]
+                        else:
+                            nw[n_next] = w - (m_ml[k] >> 1) - (m_l[k] >> 1)
+                        if last != -1 and m_ms[k] != last:
+                            nc[n_next] = c + 1
+                        else:
+                            nc[n_next] = c
+                        nd[n_next] = d
+                        ni[n_next] = m_s[k] + m_l[k]
+                        nl[n_next] = m_ms[k] + m_ml[k]
+                        nu1[n_next] = u1 | mask1
+                        nu2[n_next] = u2 | mask2
+                        node_m[n_nodes] = k
+                        node_prev[n_nodes] = ch
+                        nch[n_next] = n_nodes
+                        n_nodes += 1
+                        n_next += 1
+                        d += abs(m_s[k] - m_ms[k])  # charged to the parent
+                    if last != -1:
+                        c += 1
+                        last = -1
+                    idx += 1
+                nw[n_next] = w
+                nc[n_next] = c
+                nd[n_next] = d
+                ni[n_next] = idx
+                nl[n_next] = last
+                nu1[n_next] = u1
+                nu2[n_next] = u2
+                nch[n_next] = ch
+                n_next += 1
+            if n_next == 0:  # keep the best path, as the jar does
+                x = order[0]
+                nw[0] = cw[x]
+                nc[0] = cc[x]
+                nd[0] = cd[x]
+                ni[0] = ci[x]
+                nl[0] = cl[x]
+                nu1[0] = cu1[x]
+                nu2[0] = cu2[x]
+                nch[0] = cch[x]
+                n_next = 1
+            cw, nw = nw, cw
+            cc, nc = nc, cc
+            cd, nd = nd, cd
+            ci, ni = ni, ci
+            cl, nl = nl, cl
+            cu1, nu1 = nu1, cu1
+            cu2, nu2 = nu2, cu2
+            cch, nch = nch, cch
+            n_cur = n_next
+        if not overflow:
+            for r in range(n_cur):
+                if cd[r] >= _DIST_LIMIT:
+                    overflow = True
+                keys[r] = ((cw[r] + 1024) << 42) | (cc[r] << 26) | cd[r]
+        if overflow:
+            flags[p] = 1
+            continue
+        best = 0
+        if n_cur > 1:
+            best = np.argsort(keys[:n_cur], kind="mergesort")[0]
+        for j in range(n2):
+            chosen[j] = fixed[j]
+        node = cch[best]
+        while node >= 0:
+            k = node_m[node]
+            chosen[m_s[k]] = k
+            node = node_prev[node]
+        # statistics
+        row = out[p]
+        for t in range(23):
+            row[t] = 0
+        row[0] = n1
+        row[1] = n2
+        for i in range(n1):
+            row[2] += w_fw[tok_word[o1 + i]]
+        for j in range(n2):
+            row[3] += w_fw[tok_word[o2 + j]]
+        for j in range(n2):
+            k = chosen[j]
+            if k < 0:
+                continue
+            st = m_st[k]
+            for t in range(m_ms[k], m_ms[k] + m_ml[k]):
+                if w_fw[tok_word[o1 + t]]:
+                    row[6 + 4 * st] += 1
+                else:
+                    row[4 + 4 * st] += 1
+                row[21] += 1
+            for t in range(m_s[k], m_s[k] + m_l[k]):
+                if w_fw[tok_word[o2 + t]]:
+                    row[7 + 4 * st] += 1
+                else:
+                    row[5 + 4 * st] += 1
+                row[22] += 1
+        chunks = 0
+        idx = 0
+        last = -1
+        while idx < n2:
+            k = chosen[idx]
+            if k < 0:
+                if last != -1:
+                    chunks += 1
+                    last = -1
+                idx += 1
+            else:
+                if last != -1 and m_ms[k] != last:
+                    chunks += 1
+                idx = m_s[k] + m_l[k]
+                last = m_ms[k] + m_ml[k]
+        if last != -1:
+            chunks += 1
+        row[20] = chunks
+    return flags
+
+
+_kernel = None
+_kernel_lock = threading.Lock()
+
+
+def compiled_kernel():
+    """The numba-compiled batch search (compiled once, cached on disk by numba),
+    or None without numba (``DENSEVID_METEOR_NUMBA=0`` also turns it off)."""
+    global _kernel
+    with _kernel_lock:
+        if _kernel is None:
+            _kernel = False
+            if os.environ.get("DENSEVID_METEOR_NUMBA", "1") != "0":
+                try:
+                    import numba
+                except ImportError:
+                    numba = None
+                if numba is not None:
+                    _kernel = numba.njit(cache=True, nogil=True)(_kernel_impl)
+        return _kernel or None
+
+
 # --- the scorer -----------------------------------------------------------------------
 
 
 def _request_parts(hyp: str, ref: str) -> tuple[str, str]:
     """(test, reference) as the jar reads them from ``scorers._score_line``'s line."""
+    if "|" not in hyp and "|" not in ref:
+        return java_trim(hyp.replace("  ", " ")), java_trim(ref)
     hyp = hyp.replace("|||", "").replace("  ", " ")
     ref = ref.replace("|||", "")
     line = f"SCORE ||| {ref} ||| {hyp}"
@@ -595,6 +1009,8 @@ class PythonMeteor:
         self._stats: dict[tuple[str, str], str] = {}
         self._norm: dict[str, tuple[str, ...]] = {}
         self._words: dict[str, _Word] = {}
+        self._word_list: list[_Word] = []
+        self._w_hash = np.zeros(0, np.int64)
 
     def __enter__(self) -> PythonMeteor:
         return self
@@ -611,6 +1027,8 @@ class PythonMeteor:
         self._stats.clear()
         self._norm.clear()
         self._words.clear()
+        self._word_list = []
+        self._w_hash = np.zeros(0, np.int64)
 
     @property
     def resources(self) -> Resources:
@@ -654,8 +1072,11 @@ class PythonMeteor:
     def _tokens(self, text: str) -> tuple[str, ...]:
         toks = self._norm.get(text)
         if toks is None:
-            nbp = self.resources.lexicon["nbp"]
-            toks = tuple(java_tokens(normalize(text, nbp).lower()))
+            if _PLAIN.fullmatch(text):  # what the normaliser leaves as it is
+                toks = tuple(w for w in text.lower().split(" ") if w)
+            else:
+                nbp = self.resources.lexicon["nbp"]
+                toks = tuple(java_tokens(normalize(text, nbp).lower()))
             if len(self._norm) > MAX_CACHED_PAIRS:
                 self._norm.clear()
             self._norm[text] = toks
@@ -665,31 +1086,82 @@ class PythonMeteor:
         x = self._words.get(w)
         if x is None:
             res = self.resources
-            x = self._words[w] = _Word(w, res, res.lexicon)
+            x = self._words[w] = _Word(w, res, res.lexicon, len(self._words))
+            self._word_list.append(x)
         return x
 
     def _score_pairs(self, pairs: list[tuple[str, str]]) -> list[str]:
         parts = [_request_parts(h, r) for h, r in pairs]
         texts = list(dict.fromkeys(t for p in parts for t in p))
-        sents = {t: _Sentence(list(self._tokens(t)), self._word) for t in texts}
-        _add_paths(list(sents.values()), self.resources)
-        return [_align(sents[t], sents[r]) for t, r in parts]
+        index = {t: k for k, t in enumerate(texts)}
+        sents = [_Sentence(self._tokens(t), self._word) for t in texts]
+        _add_paths(sents, self.resources)
+        s1 = [index[t] for t, _ in parts]
+        s2 = [index[r] for _, r in parts]
+        kernel = compiled_kernel()
+        if kernel is None:
+            rows = [_align(sents[a], sents[b]) for a, b in zip(s1, s2, strict=True)]
+        else:
+            rows = self._run_kernel(kernel, sents, s1, s2).tolist()
+        return [_stats_line(row) for row in rows]
+
+    def _run_kernel(self, kernel, sents, s1, s2) -> np.ndarray:
+        words = self._word_list
+        if len(self._w_hash) != len(words):  # word tables grow with the cache
+            self._w_hash = np.array([w.hash for w in words], np.int64)
+            self._w_stem = np.array([w.stem for w in words], np.int64)
+            self._w_fw = np.array([w.function for w in words], np.int64)
+            lens = [len(w.syn_array) for w in words]
+            self._syn_off = np.zeros(len(words) + 1, np.int64)
+            np.cumsum(lens, out=self._syn_off[1:])
+            self._syn_ids = (
+                np.concatenate([w.syn_array for w in words]).astype(np.int64)
+                if sum(lens)
+                else np.zeros(1, np.int64)
+            )
+        tok_off = np.zeros(len(sents) + 1, np.int64)
+        np.cumsum([s.n for s in sents], out=tok_off[1:])
+        tok_word = np.fromiter(
+            (x.index for s in sents for x in s.info), np.int64, int(tok_off[-1])
+        )
+        pm_rows: list[tuple[int, int, int, int]] = []
+        pm_off = np.zeros(len(s1) + 1, np.int64)
+        for p, (a, b) in enumerate(zip(s1, s2, strict=True)):
+            sa, sb = sents[a], sents[b]
+            if (sb.keys and sa.targets) or (sa.keys and sb.targets):
+                pm_rows += _para_matches(sa, sb)
+            pm_off[p + 1] = len(pm_rows)
+        pm = np.array(pm_rows, np.int64).reshape(-1, 4)
+        if not len(pm):
+            pm = np.zeros((1, 4), np.int64)
+        out = np.zeros((len(s1), 23), np.int64)
+        flags = kernel(
+            np.asarray(s1, np.int64), np.asarray(s2, np.int64), tok_off, tok_word,
+            self._w_hash, self._w_stem, self._w_fw, self._syn_off, self._syn_ids,
+            pm_off, pm, out,
+        )  # fmt: skip
+        for p in np.flatnonzero(flags).tolist():
+            out[p] = _align(sents[s1[p]], sents[s2[p]])
+        return out
 
 
 def _add_paths(sents: list[_Sentence], res: Resources) -> None:
-    """Fills each sentence's ``paths``: the paraphrases (as word-id tuples) of its
-    phrases that occur somewhere in this batch, with (position, order, length)."""
-    flat = [i for s in sents for i in s.para]
-    if not flat:
+    """Fills each sentence's ``paths`` and ``targets``: the paraphrases of its
+    phrases that occur somewhere in this batch, and where such paraphrases occur
+    in it. Everything is keyed by the hash of the word ids; matches are confirmed
+    on the word ids themselves (``_para_matches``)."""
+    lengths = [s.n for s in sents]
+    n_tok = sum(lengths)
+    if not n_tok:
         return
     a = res.arrays
-    ids = np.asarray(flat, dtype=np.int64)
-    sent_of = np.repeat(np.arange(len(sents)), [s.n for s in sents])
+    ids = np.fromiter((i for s in sents for i in s.para), np.int64, n_tok)
+    sent_of = np.repeat(np.arange(len(sents)), lengths)
     offsets = np.zeros(len(sents) + 1, np.int64)
-    np.cumsum([s.n for s in sents], out=offsets[1:])
+    np.cumsum(lengths, out=offsets[1:])
     end = offsets[1:][sent_of]
-    pos = np.arange(len(ids))
-    keys = np.zeros(len(ids), np.uint64)
+    pos = np.arange(n_tok)
+    keys = np.zeros(n_tok, np.uint64)
     live = ids >= 0
     all_keys, all_pos, all_len = [], [], []
     for k in range(MAX_PHRASE):
@@ -699,7 +1171,7 @@ def _add_paths(sents: list[_Sentence], res: Resources) -> None:
         if not live.any():
             break
         keys[live] = keys[live] * HASH_MUL + (ids[p[live]] + 1).astype(np.uint64)
-        all_keys.append(keys[live].copy())
+        all_keys.append(keys[live])
         all_pos.append(pos[live])
         all_len.append(np.full(int(live.sum()), k + 1))
     if not all_keys:
@@ -707,58 +1179,84 @@ def _add_paths(sents: list[_Sentence], res: Resources) -> None:
     gkeys = np.concatenate(all_keys)
     gpos = np.concatenate(all_pos)
     glen = np.concatenate(all_len)
-    batch_grams = np.unique(gkeys)
+    # table phrases among the batch's n-grams (keys are unique in the table;
+    # a hit is confirmed on the word ids)
     pk = a["phrase_keys"]
-    lo = np.searchsorted(pk, gkeys, side="left")
-    hi = np.searchsorted(pk, gkeys, side="right")
-    hit = np.flatnonzero(hi > lo)
+    lo = np.searchsorted(pk, gkeys)
+    lo[lo == len(pk)] = 0
+    hit = np.flatnonzero(pk[lo] == gkeys)
     if not len(hit):
         return
-    pw, po, pe = a["phrase_words"], a["phrase_offsets"], a["phrase_entries"]
-    # distinct phrases hit -> their entries whose paraphrase occurs in the batch
-    survivors: dict[int, list[tuple[int, ...]]] = {}
-    phrase_of_hit = []
-    for h in hit:
-        p0, L, found = int(gpos[h]), int(glen[h]), -1
-        want = ids[p0 : p0 + L]
-        for p in range(int(lo[h]), int(hi[h])):
-            if po[p + 1] - po[p] == L and np.array_equal(pw[po[p] : po[p + 1]], want):
-                found = p
-                break
-        phrase_of_hit.append(found)
-    distinct = sorted({p for p in phrase_of_hit if p >= 0})
-    if distinct:
-        starts = pe[distinct, 0]
-        stops = pe[distinct, 1]
-        counts = stops - starts
-        entry = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(
-            counts.sum()
-        )
-        par_keys = a["par_keys"][entry]
-        j = np.searchsorted(batch_grams, par_keys)
-        j[j == len(batch_grams)] = 0
-        keep = batch_grams[j] == par_keys
-        owner = np.repeat(np.arange(len(distinct)), counts)
-        parw, paro = a["par_words"], a["par_offsets"]
-        for p in distinct:
-            survivors[p] = []
-        for e, o in zip(entry[keep].tolist(), owner[keep].tolist(), strict=True):
-            survivors[distinct[o]].append(tuple(parw[paro[e] : paro[e + 1]].tolist()))
-    # per sentence and position: phrases by length, entries in file order
-    order_at: dict[tuple[int, int], int] = {}
-    for h, p in sorted(
-        zip(hit.tolist(), phrase_of_hit, strict=True),
-        key=lambda x: (gpos[x[0]], glen[x[0]]),
-    ):
-        if p < 0 or not survivors[p]:
-            continue
-        g = int(gpos[h])
-        si = int(sent_of[g])
-        j = g - int(offsets[si])
-        L = int(glen[h])
+    ph = lo[hit]
+    po = a["phrase_offsets"]
+    pw = a["phrase_words"]
+    hpos, hlen = gpos[hit], glen[hit]
+    ok = (po[ph + 1] - po[ph]) == hlen
+    for k in range(MAX_PHRASE):
+        sel = ok & (hlen > k)
+        ok[sel] = pw[po[ph[sel]] + k] == ids[hpos[sel] + k]
+    hit, ph, hpos, hlen = hit[ok], ph[ok], hpos[ok], hlen[ok]
+    if not len(hit):
+        return
+    # their entries whose paraphrase occurs in the batch
+    batch_grams = np.sort(gkeys)
+    distinct, inverse = np.unique(ph, return_inverse=True)
+    pe = a["phrase_entries"]
+    starts = np.asarray(pe[distinct, 0])
+    counts = np.asarray(pe[distinct, 1]) - starts
+    first = np.cumsum(counts) - counts
+    entry = np.repeat(starts - first, counts) + np.arange(int(counts.sum()))
+    par_keys = np.asarray(a["par_keys"][entry])
+    j = np.searchsorted(batch_grams, par_keys)
+    j[j == len(batch_grams)] = 0
+    keep = np.flatnonzero(batch_grams[j] == par_keys)
+    if not len(keep):
+        return
+    owner = np.repeat(np.arange(len(distinct)), counts)[keep]
+    entry = entry[keep]
+    par_keys = par_keys[keep]
+    paro = a["par_offsets"]
+    e0 = np.asarray(paro[entry])
+    elen = np.asarray(paro[entry + 1]) - e0
+    kept = _Kept(par_keys.tolist(), e0.tolist(), elen.tolist(), a["par_words"])
+    # kept rows are grouped by phrase (owner ascending)
+    bounds = np.searchsorted(owner, np.arange(len(distinct) + 1))
+    phrases: dict[int, _Phrase] = {}
+    for o in np.flatnonzero(np.diff(bounds)).tolist():
+        phrases[o] = _Phrase(kept, int(bounds[o]), int(bounds[o + 1] - bounds[o]))
+    # per sentence: phrase occurrences by position then length
+    has = np.zeros(len(distinct), bool)
+    has[np.unique(owner)] = True
+    use = np.flatnonzero(has[inverse])
+    use = use[np.lexsort((hlen[use], hpos[use]))]
+    base_at: dict[int, int] = {}
+    touched = set()
+    u_pos = hpos[use]
+    u_sent = sent_of[u_pos]
+    for g, si, lp, n, o in zip(
+        u_pos.tolist(), u_sent.tolist(), (u_pos - offsets[u_sent]).tolist(),
+        hlen[use].tolist(), inverse[use].tolist(), strict=True,
+    ):  # fmt: skip
+        phrase = phrases[o]
+        base = base_at.get(g, 0)
+        sents[si].occ.append((lp, n, phrase, base))
+        base_at[g] = base + phrase.count
+        touched.add(si)
+    for si in touched:
         s = sents[si]
-        o = order_at.get((si, j), 0)
-        for par in survivors[p]:
-            s.paths.setdefault(par, []).append((j, o, L))
-            o += 1
-        order_at[(si, j)] = o
+        s.keys = frozenset().union(*(o[2].keys for o in s.occ))
+    # where the kept paraphrases occur
+    wanted = np.unique(par_keys)
+    j = np.searchsorted(wanted, gkeys)
+    j[j == len(wanted)] = 0
+    at = np.flatnonzero(wanted[j] == gkeys)
+    at = at[np.argsort(gpos[at], kind="stable")]
+    t_pos = gpos[at]
+    t_sent = sent_of[t_pos]
+    for si, lp, key in zip(
+        t_sent.tolist(),
+        (t_pos - offsets[t_sent]).tolist(),
+        gkeys[at].tolist(),
+        strict=True,
+    ):
+        sents[si].targets.setdefault(key, []).append(lp)
