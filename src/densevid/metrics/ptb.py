@@ -363,34 +363,128 @@ _RULES: tuple[_Rule, ...] = (
 )
 
 
+_ALL = frozenset(map(chr, range(128)))
+
+
+def _first_chars(items: object, ignore_case: bool) -> tuple[set[str], bool]:
+    """The ASCII characters a parsed pattern can start with, and whether it can match
+    the empty string (over-approximated where unsure, which only costs time)."""
+    from re import _constants as c
+
+    first: set[str] = set()
+    for op, av in items:  # type: ignore[attr-defined]
+        chars: set[str]
+        nullable = False
+        if op is c.LITERAL:
+            chars = {chr(av)}
+        elif op is c.NOT_LITERAL:
+            chars = set(_ALL) - {chr(av)}
+        elif op is c.ANY:
+            chars = set(_ALL) - {"\n"}
+        elif op is c.IN:
+            chars = _class_chars(av)
+        elif op is c.SUBPATTERN:
+            add_flags = av[1]
+            chars, nullable = _first_chars(av[3], ignore_case or bool(add_flags & 2))
+        elif op is c.BRANCH:
+            chars, nullable = set(), False
+            for branch in av[1]:
+                more, empty = _first_chars(branch, ignore_case)
+                chars |= more
+                nullable = nullable or empty
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+            chars, nullable = _first_chars(av[2], ignore_case)
+            nullable = nullable or av[0] == 0
+        elif op in (c.AT, c.ASSERT, c.ASSERT_NOT):
+            chars, nullable = set(), True
+        elif op is c.ATOMIC_GROUP:
+            chars, nullable = _first_chars(av, ignore_case)
+        else:  # anything else: assume it can start anywhere
+            chars = set(_ALL)
+        if ignore_case:
+            chars |= {ch.swapcase() for ch in chars}
+        first |= chars
+        if not nullable:
+            return first, False
+    return first, True
+
+
+def _class_chars(items: object) -> set[str]:
+    """The ASCII members of a parsed character class."""
+    from re import _constants as c
+
+    chars: set[str] = set()
+    negate = False
+    for op, av in items:  # type: ignore[attr-defined]
+        if op is c.NEGATE:
+            negate = True
+        elif op is c.LITERAL:
+            chars.add(chr(av))
+        elif op is c.RANGE:
+            chars |= {chr(i) for i in range(av[0], min(av[1], 127) + 1)}
+        else:  # a category such as \s: test each character
+            pattern = re.compile(
+                {
+                    c.CATEGORY_SPACE: r"\s",
+                    c.CATEGORY_NOT_SPACE: r"\S",
+                    c.CATEGORY_DIGIT: r"\d",
+                    c.CATEGORY_NOT_DIGIT: r"\D",
+                    c.CATEGORY_WORD: r"\w",
+                }.get(av, r"[\s\S]")
+            )
+            chars |= {ch for ch in _ALL if pattern.fullmatch(ch)}
+    return set(_ALL) - chars if negate else chars
+
+
+def _dispatch() -> dict[str, tuple[tuple[_Rule, re.Pattern[str]], ...]]:
+    """For each ASCII character, the rules (in order) that can start with it."""
+    from re import _parser
+
+    table: dict[str, list[tuple[_Rule, re.Pattern[str]]]] = {ch: [] for ch in _ALL}
+    for rule in _RULES:
+        for pattern in rule.alts:
+            chars, nullable = _first_chars(_parser.parse(pattern.pattern), False)
+            for ch in _ALL if nullable else chars & _ALL:
+                table[ch].append((rule, pattern))
+    return {ch: tuple(rules) for ch, rules in table.items()}
+
+
+_ALL_RULES = tuple((rule, pattern) for rule in _RULES for pattern in rule.alts)
+_BY_FIRST = _dispatch()
+
+
 def _longest(text: str, pos: int) -> tuple[_Rule, int, int]:
     """The rule the scanner applies at ``pos``: (rule, token end, match end)."""
     best: tuple[_Rule, int, int] | None = None
     best_len = 0
-    for rule in _RULES:
-        for pattern in rule.alts:
-            m = pattern.match(text, pos)
-            if m is None:
-                continue
-            end = m.end()
-            if rule.exhaustive:
-                # Try every longer end: Python stops at its first match, JFlex does not.
-                stop = text.find("\n", pos)
-                for e in range(len(text) if stop < 0 else stop, end, -1):
-                    longer = pattern.fullmatch(text, pos, e)
-                    if longer is not None:
-                        m, end = longer, e
-                        break
-            if end - pos > best_len:
-                token_end = m.end("r") if "r" in pattern.groupindex else end
-                best, best_len = (rule, token_end, end), end - pos
+    for rule, pattern in _BY_FIRST.get(text[pos], _ALL_RULES):
+        m = pattern.match(text, pos)
+        if m is None:
+            continue
+        end = m.end()
+        if rule.exhaustive:
+            # Try every longer end: Python stops at its first match, JFlex does not.
+            stop = text.find("\n", pos)
+            for e in range(len(text) if stop < 0 else stop, end, -1):
+                longer = pattern.fullmatch(text, pos, e)
+                if longer is not None:
+                    m, end = longer, e
+                    break
+        if end - pos > best_len:
+            token_end = m.end("r") if "r" in pattern.groupindex else end
+            best, best_len = (rule, token_end, end), end - pos
     assert best is not None  # "untokenizable" matches any character but "\n"
     return best
 
 
 # Common tokens decided without trying every rule: a word of letters followed by a
 # space, a line end or a comma/period plus space, and a lone comma or period.
-_FAST = re.compile(r"[A-Za-z]+(?=[ \n]|[,.][ \n])|[,.](?=\n| [^.])| +")
+_FAST_TOKEN = r"[A-Za-z]+(?=[ \n]|[,.][ \n])|[,.](?=\n| [^.])| +"
+_FAST = re.compile(_FAST_TOKEN)
+# A run of such tokens, taken in one step when all its words are in _SAFE.
+_FAST_RUN = re.compile(f"(?:{_FAST_TOKEN})+")
+_RUN_TOKEN = re.compile(r"[A-Za-z]+|[,.]")
+_RUN_WORD_DOT = re.compile(r"([A-Za-z]+)\.")
 # Words for which the fast path is not safe: contractions the scanner splits, and
 # anything an abbreviation or acronym rule could claim with a following period.
 _ASSIMILATIONS = frozenset(["cannot", "gonna", "gotta", "lemme", "gimme", "wanna"])
@@ -401,6 +495,10 @@ _ABBREV_WORD = re.compile(
     )
 )
 _plain_words: dict[str, bool] = {}
+# Words seen to be one token before a space, a comma or a line end (all but the
+# assimilations); before a period _is_plain decides.
+_SAFE: set[str] = {",", "."}
+_MAX_CACHE = 1_000_000
 
 
 def _is_plain(word: str) -> bool:
@@ -409,7 +507,7 @@ def _is_plain(word: str) -> bool:
     plain = _plain_words.get(word)
     if plain is None:
         plain = not _ABBREV_WORD.fullmatch(word + ".")
-        if len(_plain_words) < 1_000_000:
+        if len(_plain_words) < _MAX_CACHE:
             _plain_words[word] = plain
     return plain
 
@@ -430,7 +528,20 @@ def tokenize_line(text: str, following: str | None = None) -> str:
     pos = 0
     out: list[str] = []
     fast = _FAST.match
+    run = _FAST_RUN.match
+    run_from = 0  # runs are tried once: after a failed one, token by token
     while pos < n:
+        if pos >= run_from:
+            m = run(buf, pos)
+            if m is not None:
+                text_run = m.group()
+                run_from = m.end()
+                if _SAFE.issuperset(_RUN_TOKEN.findall(text_run)) and all(
+                    map(_is_plain, _RUN_WORD_DOT.findall(buf, pos, run_from + 1))
+                ):
+                    out += _RUN_TOKEN.findall(text_run.lower())
+                    pos = run_from
+                    continue
         m = fast(buf, pos)
         if m is not None:
             tok = m.group()
@@ -447,6 +558,8 @@ def tokenize_line(text: str, following: str | None = None) -> str:
             ):
                 out.append(tok.lower())
                 pos = end
+                if len(_SAFE) < _MAX_CACHE:
+                    _SAFE.add(tok)
                 continue
         rule, token_end, _ = _longest(buf, pos)
         resume = rule.resume
