@@ -21,6 +21,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+try:  # internal modules, used only to dispatch rules on their first character
+    from re import _constants as _sre
+    from re import _parser as _sre_parser
+except ImportError:  # pragma: no cover
+    _sre = _sre_parser = None  # type: ignore[assignment]
 
 from densevid.metrics.tokenize import TOKENIZER_CHUNK, clean_text, strip_punctuation
 
@@ -366,13 +373,12 @@ _RULES: tuple[_Rule, ...] = (
 _ALL = frozenset(map(chr, range(128)))
 
 
-def _first_chars(items: object, ignore_case: bool) -> tuple[set[str], bool]:
+def _first_chars(items: Any, ignore_case: bool) -> tuple[set[str], bool]:
     """The ASCII characters a parsed pattern can start with, and whether it can match
     the empty string (over-approximated where unsure, which only costs time)."""
-    from re import _constants as c
-
+    c = _sre
     first: set[str] = set()
-    for op, av in items:  # type: ignore[attr-defined]
+    for op, av in items:
         chars: set[str]
         nullable = False
         if op is c.LITERAL:
@@ -409,13 +415,12 @@ def _first_chars(items: object, ignore_case: bool) -> tuple[set[str], bool]:
     return first, True
 
 
-def _class_chars(items: object) -> set[str]:
+def _class_chars(items: Any) -> set[str]:
     """The ASCII members of a parsed character class."""
-    from re import _constants as c
-
+    c = _sre
     chars: set[str] = set()
     negate = False
-    for op, av in items:  # type: ignore[attr-defined]
+    for op, av in items:
         if op is c.NEGATE:
             negate = True
         elif op is c.LITERAL:
@@ -437,13 +442,15 @@ def _class_chars(items: object) -> set[str]:
 
 
 def _dispatch() -> dict[str, tuple[tuple[_Rule, re.Pattern[str]], ...]]:
-    """For each ASCII character, the rules (in order) that can start with it."""
-    from re import _parser
-
+    """For each ASCII character, the rules (in order) that can start with it: the
+    slow path then tries some 10 of the 94 patterns. Reads the patterns with
+    Python's internal regex parser; without it (another Python), every rule."""
+    if _sre is None or _sre_parser is None:
+        return {}
     table: dict[str, list[tuple[_Rule, re.Pattern[str]]]] = {ch: [] for ch in _ALL}
     for rule in _RULES:
         for pattern in rule.alts:
-            chars, nullable = _first_chars(_parser.parse(pattern.pattern), False)
+            chars, nullable = _first_chars(_sre_parser.parse(pattern.pattern), False)
             for ch in _ALL if nullable else chars & _ALL:
                 table[ch].append((rule, pattern))
     return {ch: tuple(rules) for ch, rules in table.items()}
