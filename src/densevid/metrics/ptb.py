@@ -245,7 +245,9 @@ class _Rule:
     alts: tuple[re.Pattern[str], ...]
     emit: Callable[[str], str] = _same
     resume: str | int = "keep"
-    exhaustive: bool = False  # Python's first match may be shorter than the longest
+    # Python's first match may be shorter than the longest: where this is set, every
+    # longer end up to where it stops matching (the most a token can span) is tried.
+    exhaustive: re.Pattern[str] | None = None
 
 
 def _rule(
@@ -254,13 +256,14 @@ def _rule(
     context: str | None = None,
     emit: Callable[[str], str] = _same,
     resume: str | int = "keep",
-    exhaustive: bool = False,
+    exhaustive: str | None = None,
 ) -> _Rule:
     alts = []
     for p in patterns:
         src = f"(?P<r>{p})(?:{context})" if context is not None else p
         alts.append(re.compile(src))
-    return _Rule(name, tuple(alts), emit, resume, exhaustive)
+    extent = re.compile(exhaustive) if exhaustive is not None else None
+    return _Rule(name, tuple(alts), emit, resume, extent)
 
 
 # In the scanner's order: ties go to the earlier rule.
@@ -271,7 +274,7 @@ _RULES: tuple[_Rule, ...] = (
     _rule("'twas", _ci("'twas"), resume=2),
     _rule("'tis", _ci("'tis"), resume=2),
     _rule("gonna", _ci("gonna|gotta|lemme|gimme|wanna"), resume=3),
-    _rule("SGML", _SGML, emit=_nbsp, exhaustive=True),
+    _rule("SGML", _SGML, emit=_nbsp, exhaustive="[^\n]*"),
     _rule("SPMDASH", "&" + _ci("MD|mdash|ndash") + ";", emit=lambda t: "--"),
     _rule("SPAMP", _ci("&amp;"), emit=_amp),
     _rule("SPPUNC", "&(?:" + _ci("HT|TL|UR|LR|QC|QL|QR|odq|cdq") + "|#[0-9]+);"),
@@ -295,8 +298,8 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _rule("APOWORD2", _ci("y") + _APOS, context="[A-Za-z]"),
     _rule("FULLURL", _FULLURL),
-    _rule("LIKELYURL", _LIKELYURL, exhaustive=True),
-    _rule("EMAIL", _EMAIL, exhaustive=True),
+    _rule("LIKELYURL", _LIKELYURL, exhaustive=r"[^ \t\n]*"),
+    _rule("EMAIL", _EMAIL, exhaustive=r"[^ \t\n]*"),
     _rule("TWITTER", r"@[a-zA-Z_][a-zA-Z_0-9]*", f"#{_LETTER}+"),
     _rule("REDAUX/", _REDAUX, context="[^A-Za-z]", emit=_right_quote),
     _rule("SREDAUX/", _SREDAUX, context="[^A-Za-z]", emit=_right_quote),
@@ -334,7 +337,7 @@ _RULES: tuple[_Rule, ...] = (
     _rule("TBSPEC2/", _APOS + "[0-9][0-9]", context=_SPACENL),
     _rule("FILENAME/", _FILENAME, context=rf"{_SPACENL}|[.?!,]"),
     _rule("WORD./", _WORD + r"\.", context="[,;:]"),
-    _rule("PHONE", _PHONE, emit=_phone, exhaustive=True),
+    _rule("PHONE", _PHONE, emit=_phone, exhaustive="[^\n]{0,40}"),
     _rule("DBLQUOT/", '"|' + _ci("&quot;"), context="[A-Za-z0-9$]", emit=_left_quote),
     _rule("DBLQUOT", '"|' + _ci("&quot;"), emit=_right_quote),
     _rule("DEL", "\x7f", resume="skip"),
@@ -469,10 +472,10 @@ def _longest(text: str, pos: int) -> tuple[_Rule, int, int]:
         if m is None:
             continue
         end = m.end()
-        if rule.exhaustive:
+        if rule.exhaustive is not None:
             # Try every longer end: Python stops at its first match, JFlex does not.
-            stop = text.find("\n", pos)
-            for e in range(len(text) if stop < 0 else stop, end, -1):
+            stop = rule.exhaustive.match(text, pos).end()  # type: ignore[union-attr]
+            for e in range(stop, end, -1):
                 longer = pattern.fullmatch(text, pos, e)
                 if longer is not None:
                     m, end = longer, e
