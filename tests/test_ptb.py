@@ -200,6 +200,8 @@ CONTEXT = [
     (["Jan.", "5 days"], "jan."),
     (["Fig.", "3 shows"], "fig."),
     (["the U.S.", "<b> x"], "the u.s. ."),
+    # a tag whose quoted value goes on: the jar writes the token's line break as is
+    (["see <a b='x", "y'> here"], "see <a\xa0b='x"),
 ]
 
 
@@ -217,6 +219,11 @@ def test_line_end_depends_on_next_line(lines: list[str], expected: str) -> None:
     assert tokenize_lines(lines)[0] == expected
     following = "\n".join(lines[1:]) + "\n"
     assert tokenize_line(lines[0], following) == expected
+
+
+def test_tag_over_two_lines_as_the_jar() -> None:
+    lines = ["see <a b='x", "y'> here", "end"]
+    assert tokenize_lines(lines) == ["see <a\xa0b='x", "y'> here", "end"]
 
 
 def test_no_break_space_in_fractions_and_line_breaks_rejected() -> None:
@@ -331,7 +338,17 @@ def _pieces(rng: random.Random) -> str:
     return "".join(rng.choice(PIECES) + rng.choice(seps) for _ in range(n))
 
 
-@pytest.mark.parametrize("make", [_garbage, _spaced, _pieces])
+TAG_PIECES = ["<a b='x", "y'>", '<p q="', '">', "'", '"', "The", "U.S.", "etc."]
+TAG_PIECES += ["x", "<b c='d'>", " ", "<i j=''>"]
+
+
+def _tags(rng: random.Random) -> str:
+    """SGML tags, some of whose quoted values go on over the next lines."""
+    n = rng.randint(0, 6)
+    return "".join(rng.choice(TAG_PIECES) + rng.choice(["", " "]) for _ in range(n))
+
+
+@pytest.mark.parametrize("make", [_garbage, _spaced, _pieces, _tags])
 def test_random_strings_as_the_jar(
     make: Callable[[random.Random], str], java: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

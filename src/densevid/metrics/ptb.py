@@ -11,9 +11,11 @@ full stops) that no other rule can claim.
 The scanner reads the whole file as one stream, so a few decisions at the end of a
 line look at the next line: "etc." keeps a separate "." when the next line starts
 with a space or a capital, and "U.S." does when the next line starts with one of
-some sixty words such as "The". ``tokenize_line`` therefore takes the text that
-follows the line, and ``PythonPTBTokenizer`` passes each sentence its neighbour in
-the same order as ``PTBTokenizer``'s batches, so that both give the same tokens.
+some sixty words such as "The"; and an SGML tag whose quoted attribute value is
+left open runs on into the next line, line break and all, which the jar writes as
+it is. ``tokenize_lines`` therefore scans the lines as one text, ``tokenize_line``
+takes the text that follows its line, and ``PythonPTBTokenizer`` scans sentences in
+the order and batches of ``PTBTokenizer``, so that both give the same tokens.
 """
 
 from __future__ import annotations
@@ -46,11 +48,11 @@ _LD = rf"(?:[A-Za-z0-9]|{_SPLET})"
 _SPACE = r"[ \t]"
 _SPACENL = r"[ \t\n]"
 _NAME = r"[A-Za-z][A-Za-z0-9_:.\-]*"
-# Quoted attribute values may not cross a line here (in Java they can, and then the
-# output lines no longer match the input lines anyway).
+# A quoted attribute value may span lines: the token then holds a line break, which
+# the jar writes as it is, so that the lines of its output no longer match its input.
 _SGML = (
     r"<(?:[!?][A-Za-z\-][^>\r\n]*"
-    rf"|{_NAME}(?:[ ]+(?:{_NAME}[ ]*=[ ]*(?:'[^'\n]*'|\"[^\"\n]*\")|{_NAME}))*[ ]*/?"
+    rf"|{_NAME}(?:[ ]+(?:{_NAME}[ ]*=[ ]*(?:'[^']*'|\"[^\"]*\")|{_NAME}))*[ ]*/?"
     rf"|/{_NAME})[ ]*>"
 )
 _SENTEND = rf"{_SPACENL}(?:{_SPACENL}|[A-Z]|{_SGML})"
@@ -274,7 +276,7 @@ _RULES: tuple[_Rule, ...] = (
     _rule("'twas", _ci("'twas"), resume=2),
     _rule("'tis", _ci("'tis"), resume=2),
     _rule("gonna", _ci("gonna|gotta|lemme|gimme|wanna"), resume=3),
-    _rule("SGML", _SGML, emit=_nbsp, exhaustive="[^\n]*"),
+    _rule("SGML", _SGML, emit=_nbsp),  # one parse at most: greedy is longest
     _rule("SPMDASH", "&" + _ci("MD|mdash|ndash") + ";", emit=lambda t: "--"),
     _rule("SPAMP", _ci("&amp;"), emit=_amp),
     _rule("SPPUNC", "&(?:" + _ci("HT|TL|UR|LR|QC|QL|QR|odq|cdq") + "|#[0-9]+);"),
@@ -522,25 +524,16 @@ def _is_plain(word: str) -> bool:
     return plain
 
 
-def tokenize_line(text: str, following: str | None = None) -> str:
-    """One cleaned ASCII line -> the jar's space-joined, lowercased tokens.
+def _scan(buf: str, pos: int, stop: int, out: list[str]) -> None:
+    """Append the tokens of ``buf`` that start in [pos, stop) to ``out``, a line
+    break as the token "\n" (the scanner's end-of-line token under -preserveLines).
 
-    Args:
-        text: the line (no line breaks; ``clean_text`` output).
-        following: what the file holds after this line's line break (the next
-            lines, each ending in a line break); None when the line is the file's
-            last. Only a line ending in an abbreviation or acronym depends on it.
+    ``buf`` must go on past ``stop`` as far as the scanner may look ahead.
     """
-    if "\n" in text:
-        raise ValueError("tokenize_line takes one line; clean_text removes breaks")
-    buf = text + "\n" + (following or "")
-    n = len(text)
-    pos = 0
-    out: list[str] = []
     fast = _FAST.match
     run = _FAST_RUN.match
     run_from = 0  # runs are tried once: after a failed one, token by token
-    while pos < n:
+    while pos < stop:
         if pos >= run_from:
             m = run(buf, pos)
             if m is not None:
@@ -571,6 +564,10 @@ def tokenize_line(text: str, following: str | None = None) -> str:
                 if len(_SAFE) < _MAX_CACHE:
                     _SAFE.add(tok)
                 continue
+        if buf[pos] == "\n":
+            out.append("\n")
+            pos += 1
+            continue
         rule, token_end, _ = _longest(buf, pos)
         resume = rule.resume
         raw = buf[pos:token_end]
@@ -588,26 +585,38 @@ def tokenize_line(text: str, following: str | None = None) -> str:
         else:  # "period", "acronym": the final period is scanned again
             out.append(raw.lower())
             pos = token_end - 1
-    return " ".join(out)
+
+
+def _write(tokens: list[str]) -> str:
+    """Tokens as the jar prints them: a space between two, a line break for "\n"."""
+    return (
+        " ".join(tokens).replace(" \n ", "\n").replace(" \n", "\n").replace("\n ", "\n")
+    )
+
+
+def tokenize_line(text: str, following: str | None = None) -> str:
+    """One cleaned ASCII line -> the jar's space-joined, lowercased tokens.
+
+    Args:
+        text: the line (no line breaks; ``clean_text`` output).
+        following: what the file holds after this line's line break (the next
+            lines, each ending in a line break); None when the line is the file's
+            last. Only a line ending in an abbreviation or acronym depends on it
+            (or one that opens an SGML tag's quoted value without closing it).
+    """
+    if "\n" in text:
+        raise ValueError("tokenize_line takes one line; clean_text removes breaks")
+    out: list[str] = []
+    _scan(text + "\n" + (following or ""), 0, len(text), out)
+    return _write(out).split("\n", 1)[0]
 
 
 def tokenize_lines(lines: Sequence[str]) -> list[str]:
-    """Each line as the jar gives it when the lines make up one input file."""
-    out = []
-    for i, line in enumerate(lines):
-        out.append(tokenize_line(line, _following(lines, i)))
-    return out
-
-
-def _following(lines: Sequence[str], i: int) -> str | None:
-    """The part of the file after line ``i`` that the scanner may look at: up to and
-    including the first line that is not blank (an acronym's next word)."""
-    if i + 1 >= len(lines):
-        return None
-    j = i + 1
-    while j < len(lines) - 1 and not lines[j].strip(" \t"):
-        j += 1
-    return "\n".join(lines[i + 1 : j + 1]) + "\n"
+    """Each line's output when the jar reads the lines as one file."""
+    buf = "\n".join(lines) + "\n"
+    out: list[str] = []
+    _scan(buf, 0, len(buf), out)
+    return _write(out).split("\n")[: len(lines)]
 
 
 class PythonPTBTokenizer:
