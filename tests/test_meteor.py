@@ -221,6 +221,7 @@ JAR_STEMS = {
 GARBAGE = "qzxvkjwqpfzhxkv"  # densevid_eval's fixed "random" string
 GARBAGE_2018 = "abc123!@#"
 N_TOKENISED = 46_000  # ActivityNet pairs (whole videos) in the equality test
+POW_TOLERANCE = 1e-15  # a last-bit difference of pow(frag, beta), scaled by fmean
 
 
 @pytest.fixture(scope="module")
@@ -409,6 +410,10 @@ def test_equal_to_the_jar_on_activitynet(java, shared_data):
         (p, j, q) for p, j, q in zip(pairs, jar_stats, py_stats, strict=True) if j != q
     ]
     assert not bad, f"{len(bad)} of {len(pairs)} statistics differ, e.g. {bad[:3]}"
-    assert py_agg == jar_agg
-    assert py_sent == jar_sent
+    # Scores: the jar's Math.pow (HotSpot's intrinsic) and Python's (the C
+    # library's) differ in the last bit for ~0.1% of fragmentation values.
+    for got, want in ((py_agg, jar_agg), (py_sent, jar_sent)):
+        diff = max(abs(a - b) for a, b in zip(got, want, strict=True))
+        assert diff <= POW_TOLERANCE
+        assert sum(a == b for a, b in zip(got, want, strict=True)) >= 0.99 * len(got)
     print(f"{len(pairs)} pairs equal; Python {py_time:.1f} s")

@@ -25,7 +25,15 @@ does, step by step, and how it is reproduced here:
 6. ``EVAL``: each line's score and the aggregate of the summed statistics, with
    parameters alpha 0.85, beta 0.2, gamma 0.6, delta 0.75 and stage weights
    1.0/0.6/0.8/0.6 (the default "rank" task for English), in the jar's order of
-   floating-point operations.
+   floating-point operations. One operation cannot be reproduced bit for bit:
+   ``Math.pow`` in the JVM is HotSpot's own intrinsic, which differs from the C
+   library's ``pow`` in the last bit for ~0.1% of arguments (and from a correctly
+   rounded or fdlibm ``pow`` more often), so a score can differ from the jar's by
+   one unit in the last place of the fragmentation penalty (< 1e-16).
+
+The search over candidate alignments runs compiled with numba when numba is
+installed (``DENSEVID_METEOR_NUMBA=0`` turns it off) and in Python otherwise; both
+give the same statistics.
 
 Resources come from the installed pycocoevalcap files (``meteor_resources``).
 """
