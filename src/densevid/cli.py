@@ -654,6 +654,13 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "submission file; e.g. the references: the 'ground-truth proposals' "
         "setting); captions are decoded greedily",
     )
+    p.add_argument(
+        "--select",
+        action="store_true",
+        help="with several checkpoints: each member captions the ensemble's events "
+        "and the caption naming the most predicted concepts (then the largest IDF) "
+        "is kept, instead of one caption from the averaged probabilities",
+    )
     add_dataclass_flags(p, DecodingOptions, DECODING_HELP)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -702,6 +709,7 @@ def run_predict(args: argparse.Namespace) -> int:
         options,
         batch_size=args.batch_size,
         segments=segments,
+        select=args.select,
         verbose=not args.quiet,
     )
     save_submission([preds[k] for k in videos if k in preds], args.output)

@@ -218,6 +218,12 @@ class ModelConfig:
     frame_events: bool = False
     standardize: bool = False
     domain_stats: dict[str, Any] = field(default_factory=dict)
+    # semantic concepts (densevid.concepts): a head predicting the n_concepts most
+    # frequent content words of the training captions, per video and per event;
+    # training fills concepts and the IDF of every caption word
+    n_concepts: int = 0
+    concepts: list[str] = field(default_factory=list)
+    caption_idf: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.visual_features, list | tuple):

@@ -522,6 +522,44 @@ def caption_segments(
     return results
 
 
+def decode_selecting(
+    model: Decodable, batch: dict[str, Any], options: DecodingOptions | None = None
+) -> list[VideoEvents]:
+    """An ensemble's events with each caption chosen among its members' (seed 001):
+    the segments come from the averaged search (``decode``); every member captions
+    them (``caption_segments``), and per segment the caption naming the most
+    concepts the members' concept heads find present wins, ties to the larger
+    summed IDF (``densevid.concepts.select_caption``). Members without a concept
+    head count no concepts, so the IDF alone decides."""
+    from densevid.concepts import present_concepts, select_caption
+
+    videos = decode(model, batch, options)
+    members = list(model.members)
+    segments = [sorted((e.start, e.end) for e in v.events) for v in videos]
+    captions = [caption_segments(m, batch, segments, options) for m in members]
+    inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    inputs.pop("labels", None)
+    heads = [m for m in members if getattr(m, "concept_head", None) is not None]
+    probs = (
+        torch.stack([m.concept_probs(**inputs) for m in heads]).mean(0)
+        if heads
+        else None
+    )
+    first = members[0].config
+    out = []
+    for i, video in enumerate(videos):
+        present = (
+            present_concepts(probs[i], first.concepts) if probs is not None else []
+        )
+        events = []
+        for j, (a, b) in enumerate(segments[i]):
+            candidates = [c[i].events[j] for c in captions]
+            k = select_caption([e.text for e in candidates], present, first.caption_idf)
+            events.append(Event(a, b, candidates[k].text, candidates[k].score))
+        out.append(VideoEvents(video.video_id, tuple(events), video.duration))
+    return out
+
+
 MIN_PEAK = 0.5  # a frame-event peak below this probability moves no boundary
 
 
@@ -596,12 +634,14 @@ def decode_dataset(
     batch_size: int = 8,
     likelihood: bool = True,
     segments: dict[str, Sequence[tuple[float, float]]] | None = None,
+    select: bool = False,
     verbose: bool = False,
 ) -> tuple[dict[str, VideoEvents], LikelihoodStats]:
     """Predicts every video of a dataset and scores its reference sequences.
 
     With ``segments`` (video id -> (start, end) seconds) the model captions those
-    segments (``caption_segments``) instead of finding events.
+    segments (``caption_segments``) instead of finding events; with ``select``, an
+    ensemble chooses each caption among its members' (``decode_selecting``).
 
     Returns:
         video id -> predicted VideoEvents, and the per-token log-likelihood /
@@ -624,7 +664,9 @@ def decode_dataset(
     try:
         for batch in tqdm(loader, desc="decode", disable=not verbose):
             batch = to_device(batch, device)
-            if segments is None:
+            if segments is None and select:
+                videos = decode_selecting(model, batch, options)
+            elif segments is None:
                 videos = decode(model, batch, options)
             else:
                 given = [segments.get(v, ()) for v in batch["video_ids"]]

@@ -227,6 +227,10 @@ class DenseVideoModel(nn.Module):
         # per frame: event under way, starting, ending (logits); an auxiliary task
         # that tells the temporal encoder where events are from the first step on
         self.frame_head = nn.Linear(d, 3) if config.frame_events else None
+        # which concepts (frequent caption words) a video or an event window shows
+        self.concept_head = (
+            nn.Linear(d, len(config.concepts)) if config.concepts else None
+        )
         if not config.use_speech:
             # the LM encoder only reads speech: without it its layers get no gradient
             # (which DDP rejects) and need no optimizer state
@@ -304,11 +308,16 @@ class DenseVideoModel(nn.Module):
         return hidden, mask
 
     def forward(
-        self, labels: torch.Tensor, with_frames: bool = False, **inputs: torch.Tensor
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        self,
+        labels: torch.Tensor,
+        with_frames: bool = False,
+        with_visual: bool = False,
+        **inputs: torch.Tensor,
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """Teacher-forced logits [B, T, V] for target ids ``labels`` [B, T]
         (padded with -100); with ``with_frames``, also the frame-event logits
-        [B, F, 3] (under way, start, end) of a model with ``frame_events``."""
+        [B, F, 3] (under way, start, end) of a model with ``frame_events``; with
+        ``with_visual``, last, the encoded visual frames [B, F, d]."""
         from transformers.modeling_outputs import BaseModelOutput
 
         hidden, mask = self.encode(**inputs)
@@ -319,12 +328,28 @@ class DenseVideoModel(nn.Module):
             decoder_input_ids=decoder_input_ids,
             use_cache=False,
         )
-        if not with_frames:
-            return out.logits
-        if self.frame_head is None:
-            raise DensevidError("this model has no frame-event head (frame_events)")
         n_frames = inputs["visual"].shape[1]  # the visual stream comes first
-        return out.logits, self.frame_head(hidden[:, :n_frames])
+        extra: list[torch.Tensor] = []
+        if with_frames:
+            if self.frame_head is None:
+                raise DensevidError("this model has no frame-event head (frame_events)")
+            extra.append(self.frame_head(hidden[:, :n_frames]))
+        if with_visual:
+            extra.append(hidden[:, :n_frames])
+        return (out.logits, *extra) if extra else out.logits
+
+    @torch.no_grad()
+    def concept_probs(self, **inputs: torch.Tensor) -> torch.Tensor | None:
+        """[B, C] probability of each of ``config.concepts`` in each video (None
+        without a concept head)."""
+        from densevid.concepts import pooled
+
+        if self.concept_head is None:
+            return None
+        hidden, _ = self.encode(**inputs)
+        n_frames = inputs["visual"].shape[1]
+        video = pooled(hidden[:, :n_frames], inputs["visual_mask"])
+        return torch.sigmoid(self.concept_head(video).float())
 
     def caption(
         self, video: str | os.PathLike, options: CaptionOptions | None = None

@@ -4,10 +4,11 @@
 proposal recall/precision/F1 (ranjaykrishna/densevid_eval) and SODA_c (fujiso/SODA).
 """
 
+from densevid.metrics.backend import shared_tokenizer
 from densevid.metrics.densevid import GARBAGE, MAX_PROPOSALS, TIOUS, f1_scores
 from densevid.metrics.evaluate import METRICS, evaluate, evaluate_files, format_scores
 from densevid.metrics.scorers import Meteor, close_shared_meteor, shared_meteor
-from densevid.metrics.tokenize import PTBTokenizer, java_executable, shared_tokenizer
+from densevid.metrics.tokenize import PTBTokenizer, java_executable
 
 __all__ = [
     "GARBAGE",

@@ -18,3 +18,25 @@ def check_backend(backend: str | None) -> str:
             f"unknown evaluation backend {backend!r}; choose from {', '.join(BACKENDS)}"
         )
     return backend
+
+
+_tokenizers: dict[str, object] = {}
+
+
+def shared_tokenizer(backend: str | None = None):
+    """The process-wide PTB tokenizer of a backend (its cache grows with the
+    sentences seen): ``densevid.metrics.ptb`` ("python") or Stanford's jar
+    (``densevid.metrics.tokenize``, "java"); both give the same tokens."""
+    backend = check_backend(backend)
+    tokenizer = _tokenizers.get(backend)
+    if tokenizer is None:
+        if backend == "java":
+            from densevid.metrics.tokenize import PTBTokenizer
+
+            tokenizer = PTBTokenizer()
+        else:
+            from densevid.metrics.ptb import PythonPTBTokenizer
+
+            tokenizer = PythonPTBTokenizer()
+        _tokenizers[backend] = tokenizer
+    return tokenizer

@@ -20,7 +20,7 @@ from densevid.errors import DensevidError, plural
 from densevid.events import VideoEvents, load_submission
 from densevid.metrics import densevid as dv
 from densevid.metrics import soda as sd
-from densevid.metrics.backend import check_backend
+from densevid.metrics.backend import check_backend, shared_tokenizer
 from densevid.metrics.scorers import (
     Meteor,
     NgramCache,
@@ -31,7 +31,7 @@ from densevid.metrics.scorers import (
     shared_meteor,
 )
 from densevid.metrics.submission import load_references, match_submission
-from densevid.metrics.tokenize import PTBTokenizer, shared_tokenizer
+from densevid.metrics.tokenize import PTBTokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from densevid.errors import DensevidError
-from densevid.metrics.backend import check_backend
 
 logger = logging.getLogger(__name__)
 
@@ -141,23 +140,3 @@ class PTBTokenizer:
             )
         logger.debug("tokenised %d sentences", len(lines))
         return [strip_punctuation(line) for line in out[: len(lines)]]
-
-
-_shared: dict[str, object] = {}
-
-
-def shared_tokenizer(backend: str | None = None):
-    """The process-wide tokenizer of a backend (its cache grows with the sentences
-    seen): "python" (``densevid.metrics.ptb``, no Java) or "java" (Stanford's jar,
-    for cross-checking); both give the same tokens."""
-    backend = check_backend(backend)
-    tokenizer = _shared.get(backend)
-    if tokenizer is None:
-        if backend == "java":
-            tokenizer = PTBTokenizer()
-        else:
-            from densevid.metrics.ptb import PythonPTBTokenizer
-
-            tokenizer = PythonPTBTokenizer()
-        _shared[backend] = tokenizer
-    return tokenizer

@@ -13,8 +13,8 @@ from densevid.training.config import (
     load_config,
     load_pretrain_config,
 )
-from densevid.training.finetune import train
 from densevid.training.pretrain import pretrain
+from densevid.training.train import train
 
 __all__ = [
     "PretrainConfig",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from densevid.checkpoint import init_model
+from densevid.concepts import concept_vocabulary
 from densevid.config import ModelConfig
 from densevid.data import VideoDataset
 from densevid.decoding import decode_dataset
@@ -31,7 +32,7 @@ from densevid.model import DenseVideoModel, build_model
 from densevid.text import TimeTokenizer, train_tokenizer
 from densevid.training.config import TrainConfig
 from densevid.training.distributed import Dist
-from densevid.training.loop import Objective, Part, RunContext, prepare_tokenizer, run
+from densevid.training.loop import Objective, Part, RunContext, prepare_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,11 @@ class Finetune(Objective):
 
         tokenizer = prepare_tokenizer(cfg, ctx, train)
         model_cfg = ModelConfig.from_dict(asdict(cfg.model))
+        if model_cfg.n_concepts > 0:
+            captions = [e.text for v in self.train_videos.values() for e in v.events]
+            model_cfg.concepts, model_cfg.caption_idf = concept_vocabulary(
+                captions, model_cfg.n_concepts
+            )
         tt = TimeTokenizer(tokenizer, model_cfg.n_time_tokens)
         probe = self._probe(model_cfg, tt)
         model_cfg.visual_dim = probe.feature_dim(model_cfg.visual_features)
@@ -249,28 +255,3 @@ class Finetune(Objective):
         if self.val_set is None:
             return None
         return validate(model, self.val_set, self.val_refs, self.cfg)
-
-
-def train(
-    cfg: TrainConfig,
-    *,
-    verbose: bool = False,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
-) -> dict[str, Any]:
-    """Trains (or resumes) a fine-tuning run; returns a summary with the final and
-    best scores.
-
-    Args:
-        cfg: the run (see TrainConfig); ``output_dir`` receives ``last/``, ``best/``,
-            ``tokenizer/``, ``config.json`` (the run's config) and ``log.jsonl``.
-        verbose: a tqdm progress bar on the main process.
-        on_step: called on every process after each optimizer step with
-            (step, {"loss", "lr"}) — for tests and tooling.
-    """
-    cfg.verify()
-    require_java_for_validation(cfg)
-    if cfg.objective == "scst":
-        from densevid.training.scst import SelfCritical
-
-        return run(cfg, SelfCritical(cfg), verbose=verbose, on_step=on_step)
-    return run(cfg, Finetune(cfg), verbose=verbose, on_step=on_step)

@@ -118,7 +118,12 @@ class Objective:
         """A part's loss and token count: the token cross-entropy (plus the
         frame-event loss) unless the objective optimises something else."""
         return compute_loss(
-            net, batch, cfg.label_smoothing, cfg.event_loss_weight, cfg.time_sigma
+            net,
+            batch,
+            cfg.label_smoothing,
+            cfg.event_loss_weight,
+            cfg.time_sigma,
+            cfg.concept_loss_weight,
         )
 
     def evaluate(self, model: DenseVideoModel) -> dict[str, float] | None:

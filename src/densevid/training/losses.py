@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from densevid.concepts import concept_loss
 from densevid.inputs import IGNORE_INDEX, model_inputs
 from densevid.model import unwrap
 
@@ -23,14 +24,26 @@ def compute_loss(
     label_smoothing: float,
     event_loss_weight: float = 0.0,
     time_sigma: float = 0.0,
+    concept_loss_weight: float = 0.0,
 ) -> tuple[torch.Tensor, int]:
     """Token-mean cross-entropy (with label smoothing; time tokens' targets spread
     over neighbouring bins with ``time_sigma``) and the token count, plus
-    ``event_loss_weight`` x the frame-event loss when the batch has its targets."""
+    ``event_loss_weight`` x the frame-event loss when the batch has its targets, plus
+    ``concept_loss_weight`` x the concept loss of a model with a concept head."""
     labels = batch["labels"]
     targets = batch.get("frame_targets") if event_loss_weight > 0 else None
-    out = model(labels, with_frames=targets is not None, **model_inputs(batch))
-    logits, frames = out if targets is not None else (out, None)  # (B, T, V)
+    net = unwrap(model)
+    with_visual = concept_loss_weight > 0 and net.concept_head is not None
+    out = model(
+        labels,
+        with_frames=targets is not None,
+        with_visual=with_visual,
+        **model_inputs(batch),
+    )
+    rest = list(out[1:]) if isinstance(out, tuple) else []
+    logits = out[0] if isinstance(out, tuple) else out  # (B, T, V)
+    frames = rest.pop(0) if targets is not None else None
+    visual = rest.pop(0) if with_visual else None
     if time_sigma > 0:
         config = unwrap(model).config
         loss = soft_time_cross_entropy(
@@ -54,7 +67,31 @@ def compute_loss(
             frames.float(), targets, reduction="none"
         )
         loss = loss + event_loss_weight * (bce * mask).sum() / (3 * mask.sum())
+    if visual is not None:
+        loss = loss + concept_loss_weight * _concept_loss(net, batch, visual)
     return loss, int((labels != IGNORE_INDEX).sum())
+
+
+def _concept_loss(net: Any, batch: Mapping[str, Any], visual: torch.Tensor):
+    """The concept loss with the targets read back from the labels, so that they
+    follow whatever the item shows (a crop, a mirror, two videos joined)."""
+    tt = net.time_tokenizer
+    durations = batch["durations"].tolist()
+    events = [
+        [
+            (e.start, e.end, e.text)
+            for e in tt.decode_events(row[row != IGNORE_INDEX].tolist(), durations[i])
+        ]
+        for i, row in enumerate(batch["labels"])
+    ]
+    return concept_loss(
+        net.concept_head,
+        visual,
+        batch["visual_mask"],
+        events,
+        durations,
+        net.config.concepts,
+    )
 
 
 def soft_time_cross_entropy(
