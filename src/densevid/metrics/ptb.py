@@ -507,8 +507,8 @@ _ABBREV_WORD = re.compile(
     )
 )
 _plain_words: dict[str, bool] = {}
-# Words seen to be one token before a space, a comma or a line end (all but the
-# assimilations); before a period _is_plain decides.
+# Words (lowercased) seen to be one token before a space, a comma or a line end:
+# all but the assimilations. Before a period _is_plain decides.
 _SAFE: set[str] = {",", "."}
 _MAX_CACHE = 1_000_000
 
@@ -537,12 +537,15 @@ def _scan(buf: str, pos: int, stop: int, out: list[str]) -> None:
         if pos >= run_from:
             m = run(buf, pos)
             if m is not None:
-                text_run = m.group()
                 run_from = m.end()
-                if _SAFE.issuperset(_RUN_TOKEN.findall(text_run)) and all(
-                    map(_is_plain, _RUN_WORD_DOT.findall(buf, pos, run_from + 1))
+                tokens = _RUN_TOKEN.findall(m.group().lower())
+                if _SAFE.issuperset(tokens) and (
+                    "." not in buf[pos : run_from + 1]
+                    or all(
+                        map(_is_plain, _RUN_WORD_DOT.findall(buf, pos, run_from + 1))
+                    )
                 ):
-                    out += _RUN_TOKEN.findall(text_run.lower())
+                    out += tokens
                     pos = run_from
                     continue
         m = fast(buf, pos)
@@ -559,7 +562,8 @@ def _scan(buf: str, pos: int, stop: int, out: list[str]) -> None:
             if tok.lower() not in _ASSIMILATIONS and (
                 buf[end] != "." or _is_plain(tok)
             ):
-                out.append(tok.lower())
+                tok = tok.lower()
+                out.append(tok)
                 pos = end
                 if len(_SAFE) < _MAX_CACHE:
                     _SAFE.add(tok)
