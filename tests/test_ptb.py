@@ -178,6 +178,9 @@ PINNED = [
         "-------------------------------------------------- ....................",
         "-------------------------------------------------- ... ... ... ...",
     ),
+    # the scanner is caseless except inside character classes ("M[ft]g", "[A-Z]")
+    ("The MTG. and Mfg. rise.", "the mtg . and mfg. rise ."),
+    ("US$5 or us$5 and at&t or AT&T.", "us$ 5 or us $ 5 and at & t or at&t ."),
 ]
 LONG = [
     ("a" * 300, "a" * 300),
@@ -348,7 +351,36 @@ def _tags(rng: random.Random) -> str:
     return "".join(rng.choice(TAG_PIECES) + rng.choice(["", " "]) for _ in range(n))
 
 
-@pytest.mark.parametrize("make", [_garbage, _spaced, _pieces, _tags])
+_ABBREVIATION_TEXT = (
+    "Jan Sept Tues Ariz Az Ark Del Ill Kans La Mass Miss Ore Pa Tex Wash Wisc Inc Cos"
+    " Pty Ptys Ppty Ltd Bancorp Jr Bros Ed.D Ph.D Esq etc al seq Bldg Mr Mrs Drs Profs"
+    " Ste Cmdr Comdr Supts Mlle vs Alex Wm TREAS Ph Mfg Mtg Dept ca figs prop nos bldg"
+    " pp op U.S U.K I A a x non-U.S U.S.-U.K EU-U.S a.k.a"
+)
+ABBREVIATIONS = _ABBREVIATION_TEXT.split(" ")
+_NEXT_TEXT = (
+    "About According An A As He Her However If It Mr. Ms. Once One Our She So That The"
+    " Their These You <b> the he 5 Ltd lim ltd"
+)
+NEXT_WORDS = _NEXT_TEXT.split(" ")
+
+
+def _abbreviations(rng: random.Random) -> str:
+    """Abbreviations in any case, then the words that decide on their period."""
+
+    def any_case(word: str) -> str:
+        return rng.choice([word, word, word.upper(), word.lower()])
+
+    text = ""
+    for _ in range(rng.randint(0, 4)):
+        text += any_case(rng.choice(ABBREVIATIONS)) + rng.choice([".", ". ", ".,", ""])
+        text += rng.choice(["", " ", "  ", "\t"])
+        text += any_case(rng.choice(NEXT_WORDS)) if rng.random() < 0.6 else ""
+        text += rng.choice(["", " ", "."])
+    return text
+
+
+@pytest.mark.parametrize("make", [_garbage, _spaced, _pieces, _tags, _abbreviations])
 def test_random_strings_as_the_jar(
     make: Callable[[random.Random], str], java: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

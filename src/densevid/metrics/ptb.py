@@ -143,7 +143,11 @@ _ABBREV4_ALTS = (
     "(?:"
     + _ABTITLE
     + "|"
-    + _ci("vs|Alex|Wm|Jos|Cie|cf|TREAS|Ph|Invt|Elec|Natl|M[ft]g|Dept")
+    + _ci("vs|Alex|Wm|Jos|Cie|cf|TREAS|Ph|Invt|Elec|Natl|Dept")
+    + "|"
+    + _ci("M")
+    + "[ft]"  # lower case only: the scanner's classes ignore %caseless
+    + _ci("g")
     + ")",
     _ci("a\\.k\\.a"),
     _ACRO,
