@@ -64,6 +64,7 @@ ALPHA, BETA, GAMMA, DELTA = 0.85, 0.20, 0.60, 0.75
 STAGE_WEIGHTS = (1.0, 0.6, 0.8, 0.6)  # exact, stem, synonym, paraphrase
 N_STAGES = 4
 BEAM_SIZE = 40
+COMPONENT_MUL = np.uint64(0xD6E8FEB86659FD93)  # tags n-gram keys with a component
 MAX_CACHED_PAIRS = 2_000_000
 EXACT, STEM, SYNONYM, PARAPHRASE = range(N_STAGES)
 
@@ -248,7 +249,8 @@ class _Sentence:
         # at that position) of the table phrases in it whose paraphrases occur
         # in the batch, by position then length
         self.occ: list[tuple[int, int, _Phrase, int]] = []
-        self.keys: frozenset[int] = frozenset()  # all those paraphrases' keys
+        # paraphrase key -> the occurrences whose phrase has that paraphrase
+        self.keys: dict[int, list[tuple[int, int, _Phrase, int]]] = {}
         # key -> start positions of the n-grams that are such paraphrases (of
         # any sentence of the batch)
         self.targets: dict[int, list[int]] = {}
@@ -404,28 +406,30 @@ def _para_matches(s1: _Sentence, s2: _Sentence) -> list[tuple[int, int, int, int
     found = []
     t1 = s1.targets
     if s2.keys and t1:
-        common = s2.keys.intersection(t1)
+        common = s2.keys.keys() & t1.keys()
         if common:
             ids = s1.para
-            for j, length, phrase, base in s2.occ:
-                for key in common.intersection(phrase.keys):
+            for key in common:
+                starts = t1[key]
+                for j, length, phrase, base in s2.keys[key]:
                     for k, e in phrase.lookup(key):
                         par = phrase.kept.par(e)
                         n = len(par)
-                        for i in t1[key]:
+                        for i in starts:
                             if ids[i : i + n] == par:
                                 found.append((j, 0, base + k, i, length, i, n))
     t2 = s2.targets
     if s1.keys and t2:
-        common = s1.keys.intersection(t2)
+        common = s1.keys.keys() & t2.keys()
         if common:
             ids = s2.para
-            for i, length, phrase, base in s1.occ:
-                for key in common.intersection(phrase.keys):
+            for key in common:
+                starts = t2[key]
+                for i, length, phrase, base in s1.keys[key]:
                     for k, e in phrase.lookup(key):
                         par = phrase.kept.par(e)
                         n = len(par)
-                        for j in t2[key]:
+                        for j in starts:
                             if ids[j : j + n] == par:
                                 found.append((j, 1, i, base + k, n, i, length))
     if not found:
@@ -1103,9 +1107,9 @@ class PythonMeteor:
         texts = list(dict.fromkeys(t for p in parts for t in p))
         index = {t: k for k, t in enumerate(texts)}
         sents = [_Sentence(self._tokens(t), self._word) for t in texts]
-        _add_paths(sents, self.resources)
         s1 = [index[t] for t, _ in parts]
         s2 = [index[r] for _, r in parts]
+        _add_paths(sents, self.resources, s1, s2)
         kernel = compiled_kernel()
         if kernel is None:
             rows = [_align(sents[a], sents[b]) for a, b in zip(s1, s2, strict=True)]
@@ -1153,11 +1157,32 @@ class PythonMeteor:
         return out
 
 
-def _add_paths(sents: list[_Sentence], res: Resources) -> None:
-    """Fills each sentence's ``paths`` and ``targets``: the paraphrases of its
-    phrases that occur somewhere in this batch, and where such paraphrases occur
-    in it. Everything is keyed by the hash of the word ids; matches are confirmed
-    on the word ids themselves (``_para_matches``)."""
+def _components(n: int, s1: list[int], s2: list[int]) -> np.ndarray:
+    """Connected components of the sentences linked by pairs (e.g. a video's
+    predictions and references): a paraphrase can only matter within one."""
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in zip(s1, s2, strict=True):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+    return np.fromiter((find(x) for x in range(n)), np.int64, n)
+
+
+def _add_paths(
+    sents: list[_Sentence], res: Resources, s1: list[int], s2: list[int]
+) -> None:
+    """Fills each sentence's ``occ``, ``keys`` and ``targets``: the table phrases
+    in it with their paraphrases that occur in its component of the batch, and
+    where such paraphrases occur in it. Everything is keyed by the hash of the
+    word ids; matches are confirmed on the word ids themselves
+    (``_para_matches``)."""
     lengths = [s.n for s in sents]
     n_tok = sum(lengths)
     if not n_tok:
@@ -1206,35 +1231,47 @@ def _add_paths(sents: list[_Sentence], res: Resources) -> None:
     hit, ph, hpos, hlen = hit[ok], ph[ok], hpos[ok], hlen[ok]
     if not len(hit):
         return
-    # their entries whose paraphrase occurs in the batch
-    batch_grams = np.sort(gkeys)
-    distinct, inverse = np.unique(ph, return_inverse=True)
+    # n-gram keys tagged with their component (a wrong tag could only keep an
+    # entry too many, never lose one)
+    comp = _components(len(sents), s1, s2)
+    tag_of_tok = comp[sent_of].astype(np.uint64) * COMPONENT_MUL
+    tagged = gkeys ^ tag_of_tok[gpos]
+    batch_grams = np.sort(tagged)
+    # the entries of each (component, phrase) whose paraphrase occurs there
+    n_phr = len(pk)
+    cp = comp[sent_of[hpos]] * n_phr + ph
+    distinct, inverse = np.unique(cp, return_inverse=True)
+    d_phrase = distinct % n_phr
+    d_tag = (distinct // n_phr).astype(np.uint64) * COMPONENT_MUL
     pe = a["phrase_entries"]
-    starts = np.asarray(pe[distinct, 0])
-    counts = np.asarray(pe[distinct, 1]) - starts
+    starts = np.asarray(pe[d_phrase, 0])
+    counts = np.asarray(pe[d_phrase, 1]) - starts
     first = np.cumsum(counts) - counts
     entry = np.repeat(starts - first, counts) + np.arange(int(counts.sum()))
+    owner = np.repeat(np.arange(len(distinct)), counts)
     par_keys = np.asarray(a["par_keys"][entry])
-    j = np.searchsorted(batch_grams, par_keys)
+    par_tagged = par_keys ^ d_tag[owner]
+    j = np.searchsorted(batch_grams, par_tagged)
     j[j == len(batch_grams)] = 0
-    keep = np.flatnonzero(batch_grams[j] == par_keys)
+    keep = np.flatnonzero(batch_grams[j] == par_tagged)
     if not len(keep):
         return
-    owner = np.repeat(np.arange(len(distinct)), counts)[keep]
+    owner = owner[keep]
     entry = entry[keep]
     par_keys = par_keys[keep]
+    par_tagged = par_tagged[keep]
     paro = a["par_offsets"]
     e0 = np.asarray(paro[entry])
     elen = np.asarray(paro[entry + 1]) - e0
     kept = _Kept(par_keys.tolist(), e0.tolist(), elen.tolist(), a["par_words"])
-    # kept rows are grouped by phrase (owner ascending)
+    # kept rows are grouped by (component, phrase), owner ascending
     bounds = np.searchsorted(owner, np.arange(len(distinct) + 1))
     phrases: dict[int, _Phrase] = {}
     for o in np.flatnonzero(np.diff(bounds)).tolist():
         phrases[o] = _Phrase(kept, int(bounds[o]), int(bounds[o + 1] - bounds[o]))
     # per sentence: phrase occurrences by position then length
     has = np.zeros(len(distinct), bool)
-    has[np.unique(owner)] = True
+    has[owner] = True
     use = np.flatnonzero(has[inverse])
     use = use[np.lexsort((hlen[use], hpos[use]))]
     base_at: dict[int, int] = {}
@@ -1251,20 +1288,21 @@ def _add_paths(sents: list[_Sentence], res: Resources) -> None:
         base_at[g] = base + phrase.count
         touched.add(si)
     for si in touched:
-        s = sents[si]
-        s.keys = frozenset().union(*(o[2].keys for o in s.occ))
-    # where the kept paraphrases occur
-    wanted = np.unique(par_keys)
-    j = np.searchsorted(wanted, gkeys)
+        by_key: dict[int, list[tuple[int, int, _Phrase, int]]] = {}
+        for occ in sents[si].occ:
+            for key in occ[2].keys:
+                by_key.setdefault(key, []).append(occ)
+        sents[si].keys = by_key
+    # where the kept paraphrases occur (in their component)
+    wanted = np.unique(par_tagged)
+    j = np.searchsorted(wanted, tagged)
     j[j == len(wanted)] = 0
-    at = np.flatnonzero(wanted[j] == gkeys)
+    at = np.flatnonzero(wanted[j] == tagged)
     at = at[np.argsort(gpos[at], kind="stable")]
     t_pos = gpos[at]
     t_sent = sent_of[t_pos]
     for si, lp, key in zip(
-        t_sent.tolist(),
-        (t_pos - offsets[t_sent]).tolist(),
-        gkeys[at].tolist(),
+        t_sent.tolist(), (t_pos - offsets[t_sent]).tolist(), gkeys[at].tolist(),
         strict=True,
-    ):
+    ):  # fmt: skip
         sents[si].targets.setdefault(key, []).append(lp)
