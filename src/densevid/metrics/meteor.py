@@ -249,8 +249,7 @@ class _Sentence:
         # at that position) of the table phrases in it whose paraphrases occur
         # in the batch, by position then length
         self.occ: list[tuple[int, int, _Phrase, int]] = []
-        # paraphrase key -> the occurrences whose phrase has that paraphrase
-        self.keys: dict[int, list[tuple[int, int, _Phrase, int]]] = {}
+        self.keys: frozenset[int] = frozenset()  # all their paraphrases' keys
         # key -> start positions of the n-grams that are such paraphrases (of
         # any sentence of the batch)
         self.targets: dict[int, list[int]] = {}
@@ -397,6 +396,16 @@ def parse_stats(line: str) -> list[float]:
 # --- alignment ------------------------------------------------------------------------
 
 
+def _occurrences(common, occ):
+    """(key, occurrence) for the occurrences whose phrase has a paraphrase key
+    in ``common``."""
+    for o in occ:
+        keys = o[2].keys
+        for key in common:
+            if key in keys:
+                yield key, o
+
+
 def _para_matches(s1: _Sentence, s2: _Sentence) -> list[tuple[int, int, int, int]]:
     """The paraphrase stage's matches (start2, len2, start1, len1) of hypothesis
     ``s1`` and reference ``s2``, in the order the jar adds them at each reference
@@ -406,32 +415,30 @@ def _para_matches(s1: _Sentence, s2: _Sentence) -> list[tuple[int, int, int, int
     found = []
     t1 = s1.targets
     if s2.keys and t1:
-        common = s2.keys.keys() & t1.keys()
+        common = s2.keys.intersection(t1)
         if common:
             ids = s1.para
-            for key in common:
+            for key, (j, length, phrase, base) in _occurrences(common, s2.occ):
                 starts = t1[key]
-                for j, length, phrase, base in s2.keys[key]:
-                    for k, e in phrase.lookup(key):
-                        par = phrase.kept.par(e)
-                        n = len(par)
-                        for i in starts:
-                            if ids[i : i + n] == par:
-                                found.append((j, 0, base + k, i, length, i, n))
+                for k, e in phrase.lookup(key):
+                    par = phrase.kept.par(e)
+                    n = len(par)
+                    for i in starts:
+                        if ids[i : i + n] == par:
+                            found.append((j, 0, base + k, i, length, i, n))
     t2 = s2.targets
     if s1.keys and t2:
-        common = s1.keys.keys() & t2.keys()
+        common = s1.keys.intersection(t2)
         if common:
             ids = s2.para
-            for key in common:
+            for key, (i, length, phrase, base) in _occurrences(common, s1.occ):
                 starts = t2[key]
-                for i, length, phrase, base in s1.keys[key]:
-                    for k, e in phrase.lookup(key):
-                        par = phrase.kept.par(e)
-                        n = len(par)
-                        for j in starts:
-                            if ids[j : j + n] == par:
-                                found.append((j, 1, i, base + k, n, i, length))
+                for k, e in phrase.lookup(key):
+                    par = phrase.kept.par(e)
+                    n = len(par)
+                    for j in starts:
+                        if ids[j : j + n] == par:
+                            found.append((j, 1, i, base + k, n, i, length))
     if not found:
         return []
     found.sort()
@@ -1288,11 +1295,8 @@ def _add_paths(
         base_at[g] = base + phrase.count
         touched.add(si)
     for si in touched:
-        by_key: dict[int, list[tuple[int, int, _Phrase, int]]] = {}
-        for occ in sents[si].occ:
-            for key in occ[2].keys:
-                by_key.setdefault(key, []).append(occ)
-        sents[si].keys = by_key
+        s = sents[si]
+        s.keys = frozenset().union(*[occ[2].keys for occ in s.occ])
     # where the kept paraphrases occur (in their component)
     wanted = np.unique(par_tagged)
     j = np.searchsorted(wanted, tagged)
