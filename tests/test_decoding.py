@@ -435,3 +435,16 @@ def test_a_segment_is_captioned_in_the_context_of_the_earlier_ones(overfitted):
     )
     assert [(e.start, e.end) for e in video.events] == [(5.0, 8.0), (8.5, 8.9)]
     assert all(e.text and "<" not in e.text for e in video.events)
+
+
+def test_given_segments_with_a_time_pointer_model_batch_of_two(overfitted):
+    from densevid.decoding import caption_segments
+
+    model, batch, targets = overfitted
+    config = ModelConfig(
+        **TINY_LM, n_time_tokens=10, n_frames=4, visual_dim=4, time_pointer=True
+    )
+    pointer = build_model(config, model.tokenizer).eval()
+    segments = [[(e.start, e.end) for e in t] for t in targets]
+    videos = caption_segments(pointer, batch, segments, DecodingOptions(max_length=12))
+    assert [[(e.start, e.end) for e in v.events] for v in videos] == segments

@@ -470,18 +470,19 @@ def caption_segments(
         inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
         inputs.pop("labels", None)
         members = list(model.members)
-        encodings = [m.encode(**inputs) for m in members]
         grammar = make_grammar(model, options)
         tt = model.time_tokenizer
         start_id = members[0].lm.config.decoder_start_token_id
-        device = encodings[0][0].device
         results = []
         for i, video_id in enumerate(batch["video_ids"]):
             duration = float(batch["durations"][i])
-            states = [
-                (BaseModelOutput(last_hidden_state=h[i : i + 1]), m[i : i + 1])
-                for h, m in encodings
-            ]
+            # one video at a time: encode also points the time head at its frames
+            row = {k: v[i : i + 1] for k, v in inputs.items()}
+            states = []
+            for m in members:
+                hidden, mask = m.encode(**row)
+                states.append((BaseModelOutput(last_hidden_state=hidden), mask))
+            device = states[0][1].device
             ids = [start_id]
             events = []
             for a, b in sorted(segments[i]):

@@ -1,0 +1,164 @@
+"""The seed systems' methods as options of densevid, measured on the synthetic
+benchmark against the joint model.
+
+Arms (each scored on the test split with every caption metric, F1, SODA_c and the
+references' log-likelihood):
+
+- ``joint``: the starting checkpoint as it is (beam 4, ``densevid predict``'s
+  default);
+- ``ml``: the checkpoint trained ``--steps`` more steps by maximum likelihood at the
+  SCST learning rate: the control, since SCST also trains longer;
+- ``scst-soda`` / ``scst-f1``: ``objective=scst`` with that reward for ``--steps``;
+- ``segments``: the starting checkpoint captioning the reference segments
+  (``densevid predict --segments``, the "ground-truth proposals" setting);
+- ``scratch`` / ``concepts``: the recipe trained from scratch for
+  ``--scratch-steps``, without and with the concept head (``model.n_concepts``);
+- ``ensemble-average`` / ``ensemble-select``: the ``concepts`` runs of two seeds as
+  one ensemble, captions from the averaged probabilities or chosen per event
+  (``densevid predict --select``).
+
+Runs are resumable (an arm whose scores exist is read back), ``--jobs`` at once.
+
+    .venv/bin/python bench/methods_experiment.py SYNTH_DIR FEATURES OUT \\
+        --init src/densevid/models/default --steps 300 --seeds 0 1 --jobs 2
+(SYNTH_DIR from densevid synth --videos 2000; FEATURES its pixels features with tint
+and timing, as configs/synthetic.yaml reads them)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+METRICS = ("METEOR", "CIDEr", "Bleu_4", "F1", "SODA_c")
+
+
+def run(cmd: list[str], log: Path) -> str:
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed (see {log})")
+    return log.read_text()
+
+
+def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
+    out: Path = args.out
+    tag = f"{name}_seed{seed}"
+    scores_path = out / f"{tag}.scores.json"
+    if scores_path.exists():
+        return json.loads(scores_path.read_text())
+    densevid = [sys.executable, "-m", "densevid", "-q"]
+    checkpoints = [str(args.init)]
+    if name in ("scratch", "concepts"):
+        run_dir = out / tag
+        sets = [
+            f"train_annotations={args.synth / 'train.json'}",
+            f"val_annotations=[{args.synth / 'val.json'}]",
+            f"features={args.features}",
+            f"output_dir={run_dir}",
+            f"max_steps={args.scratch_steps}",
+            f"warmup_steps={min(200, args.scratch_steps // 10)}",
+            "eval_every=0",
+            f"save_every={args.scratch_steps}",
+            f"seed={seed}",
+        ]
+        if name == "concepts":
+            sets.append(f"model.n_concepts={args.concepts}")
+        cmd = [*densevid, "train", "--config", "configs/synthetic.yaml"]
+        for s in sets:
+            cmd += ["--set", s]
+        run(cmd, out / f"{tag}.train.log")
+        checkpoints = [str(run_dir / "last")]
+    if name.startswith("ensemble"):
+        checkpoints = [str(out / f"concepts_seed{s}" / "last") for s in args.seeds]
+    if name in ("ml", "scst-soda", "scst-f1"):
+        run_dir = out / tag
+        sets = [
+            f"train_annotations={args.synth / 'train.json'}",
+            f"val_annotations=[{args.synth / 'val.json'}]",
+            f"features={args.features}",
+            f"output_dir={run_dir}",
+            f"init={args.init}",
+            f"max_steps={args.steps}",
+            f"lr={args.lr}",
+            "warmup_steps=20",
+            "min_lr_ratio=1.0",
+            "eval_every=0",
+            f"save_every={args.steps}",
+            f"seed={seed}",
+        ]
+        if name.startswith("scst"):
+            sets += ["objective=scst", f"scst_reward={name.split('-')[1]}"]
+            sets += [f"scst_samples={args.samples}"]
+        cmd = [*densevid, "train", "--config", "configs/synthetic.yaml"]
+        for s in sets:
+            cmd += ["--set", s]
+        run(cmd, out / f"{tag}.train.log")
+        checkpoints = [str(run_dir / "last")]
+    preds = out / f"{tag}.test.json"
+    cmd = [*densevid, "predict", *checkpoints, "--features", str(args.features)]
+    cmd += ["--annotations", str(args.synth / "test.json"), "-o", str(preds)]
+    if name == "segments":
+        cmd += ["--segments", str(args.synth / "test.json")]
+    if name == "ensemble-select":
+        cmd += ["--select"]
+    log = run(cmd, out / f"{tag}.predict.log")
+    loglik = re.search(r"log-likelihood (-?[\d.]+)/token", log)
+    cmd = [*densevid, "eval", "-s", str(preds), "-r", str(args.synth / "test.json")]
+    cmd += ["--json", str(scores_path)]
+    run(cmd, out / f"{tag}.eval.log")
+    scores = json.loads(scores_path.read_text())
+    scores["log_likelihood"] = float(loglik.group(1)) if loglik else float("nan")
+    scores_path.write_text(json.dumps(scores))
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("synth", type=Path)
+    parser.add_argument("features", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument(
+        "--init", type=Path, default=Path("src/densevid/models/default")
+    )
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--scratch-steps", type=int, default=1500)
+    parser.add_argument("--concepts", type=int, default=40)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument(
+        "--arms", nargs="+", default=["joint", "segments", "ml", "scst-soda"]
+    )
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for name in args.arms:
+        once = name in ("joint", "segments") or name.startswith("ensemble")
+        seeds = [0] if once else args.seeds  # deterministic given their inputs
+        jobs += [(name, s) for s in seeds]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda j: (j, arm(args, *j)), jobs))
+    cols = (*METRICS, "log_likelihood")
+    print("| arm | seeds | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 2) + "|")
+    for name in args.arms:
+        rows = [r for (n, _), r in results if n == name]
+        cells = []
+        for m in cols:
+            xs = [r[m] for r in rows]
+            mean = statistics.mean(xs)
+            spread = f" ± {(max(xs) - min(xs)) / 2:.4f}" if len(xs) > 1 else ""
+            cells.append(f"{mean:.4f}{spread}")
+        print(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
