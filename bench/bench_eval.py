@@ -10,7 +10,8 @@ submodule; pycocoevalcap from this environment) it also times the official
 agree and prints the speed ratio. The machine may be shared: compare the ratio,
 taken in one run, rather than absolute times.
 
-    python bench/bench_eval.py [--data ../shared/data] [--official DIR] [--workers N]
+    python bench/bench_eval.py [--data ../shared/data] [--official DIR]
+        [--backend python|java] [--workers N]
 """
 
 from __future__ import annotations
@@ -64,9 +65,11 @@ def children_cpu_s() -> float:
     return t.children_user + t.children_system
 
 
-def run_ours(data: Path, workers: int | None) -> dict:
+def run_ours(data: Path, workers: int | None, backend: str) -> dict:
     from densevid.events import load_annotations, load_submission
-    from densevid.metrics import Meteor, PTBTokenizer, evaluate
+    from densevid.metrics import evaluate
+    from densevid.metrics.backend import shared_tokenizer
+    from densevid.metrics.scorers import make_meteor
 
     t0, c0 = time.perf_counter(), time.process_time() + children_cpu_s()
     with warnings.catch_warnings():
@@ -74,8 +77,8 @@ def run_ours(data: Path, workers: int | None) -> dict:
         preds = load_submission(data / SUBMISSION, max_per_video=1000)
         cap_refs = [load_annotations(data / p) for p in CAPTION_REFS]
         soda_refs = [load_annotations(data / p) for p in SODA_REFS]
-    tokenizer = PTBTokenizer()
-    meteor = Meteor(workers)
+    tokenizer = shared_tokenizer(backend)
+    meteor = make_meteor(backend, workers)
     try:
         t1 = time.perf_counter()
         scores = evaluate(
@@ -89,8 +92,9 @@ def run_ours(data: Path, workers: int | None) -> dict:
             )
         )  # fmt: skip
         t3 = time.perf_counter()
-        jvm_rss = meteor.peak_rss_bytes()
-        jvm_cpu = meteor.cpu_seconds()
+        java = backend == "java"
+        jvm_rss = meteor.peak_rss_bytes() if java else 0
+        jvm_cpu = meteor.cpu_seconds() if java else 0.0
     finally:
         meteor.close()
     wall = time.perf_counter() - t0
@@ -105,7 +109,8 @@ def run_ours(data: Path, workers: int | None) -> dict:
         "python_rss": py_rss,
         "jvm_rss": jvm_rss,
         "jvm_cpu_s": jvm_cpu,
-        "workers": meteor.n_workers,
+        "workers": getattr(meteor, "n_workers", 1),
+        "backend": backend,
     }
 
 
@@ -137,29 +142,37 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--official", type=Path, help="PDVC's densevid_eval3 directory")
-    ap.add_argument("--workers", type=int, help="METEOR processes (default: auto)")
+    ap.add_argument("--workers", type=int, help="METEOR processes (java backend)")
+    ap.add_argument("--backend", default="python", choices=["python", "java"])
     args = ap.parse_args()
     if not (args.data / SUBMISSION).exists():
         sys.exit(f"reference data not found under {args.data}")
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load average {load:.1f} at start")
 
-    ours = run_ours(args.data, args.workers)
+    ours = run_ours(args.data, args.workers, args.backend)
     gib = 1024**3
+    if ours["backend"] == "java":
+        n = ours["workers"]
+        java = f"({ours['jvm_cpu_s']:.1f} s of it METEOR), {n} METEOR workers"
+    else:
+        java = "(no Java)"
     print(
-        f"densevid: {ours['wall_s']:.1f} s wall ({ours['captions_s']:.1f} s captions "
-        f"+ {ours['soda_s']:.1f} s SODA after start-up), {ours['cpu_s']:.1f} s CPU "
-        f"({ours['jvm_cpu_s']:.1f} s of it METEOR), "
-        f"{ours['workers']} METEOR workers"
+        f"densevid ({ours['backend']} backend): {ours['wall_s']:.1f} s wall "
+        f"({ours['captions_s']:.1f} s captions + {ours['soda_s']:.1f} s SODA after "
+        f"start-up), {ours['cpu_s']:.1f} s CPU {java}"
     )
     # The tokenizer's short-lived JVM (-Xmx128m, ~0.15 GiB) is not measured: the
     # kernel's figure for children counts the forked Python's pages too.
     total = ours["python_rss"] + ours["jvm_rss"]
-    print(
-        f"peak memory: python {ours['python_rss'] / gib:.2f} GiB + METEOR "
-        f"{ours['jvm_rss'] / gib:.2f} GiB = {total / gib:.2f} GiB "
-        "(+ ~0.15 GiB tokenizer JVM while METEOR loads)"
-    )
+    if ours["backend"] == "java":
+        print(
+            f"peak memory: python {ours['python_rss'] / gib:.2f} GiB + METEOR "
+            f"{ours['jvm_rss'] / gib:.2f} GiB = {total / gib:.2f} GiB "
+            "(+ ~0.15 GiB tokenizer JVM while METEOR loads)"
+        )
+    else:
+        print(f"peak memory: {total / gib:.2f} GiB (one process)")
     names = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"]
     names += ["Recall", "Precision", "SODA_c"]
     print("  ".join(f"{n} {ours['scores'][n]:.6f}" for n in names))
