@@ -40,6 +40,7 @@ Resources come from the installed pycocoevalcap files (``meteor_resources``).
 
 from __future__ import annotations
 
+import gc
 import math
 import operator
 import os
@@ -251,8 +252,8 @@ class _Sentence:
         self.occ: list[tuple[int, int, _Phrase, int]] = []
         self.keys: frozenset[int] = frozenset()  # all their paraphrases' keys
         # key -> start positions of the n-grams that are such paraphrases (of
-        # any sentence of the batch)
-        self.targets: dict[int, list[int]] = {}
+        # any sentence of its component of the batch)
+        self.targets: dict[int, tuple[int, ...]] = {}
 
 
 class _Kept:
@@ -1068,7 +1069,16 @@ class PythonMeteor:
             if todo:
                 if len(self._stats) + len(todo) > MAX_CACHED_PAIRS:
                     self._stats.clear()
-                self._stats.update(zip(todo, self._score_pairs(todo), strict=True))
+                # Millions of small objects, none cyclic: the cycle collector
+                # would only rescan them (a third of the time).
+                enabled = gc.isenabled()
+                gc.disable()
+                try:
+                    lines = self._score_pairs(todo)
+                finally:
+                    if enabled:
+                        gc.enable()
+                self._stats.update(zip(todo, lines, strict=True))
             return [self._stats[p] for p in pairs]
 
     def corpus_scores(self, groups: Sequence[Sequence[str]]) -> list[float]:
@@ -1164,6 +1174,21 @@ class PythonMeteor:
         return out
 
 
+def _lookup(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Index of each query in ``sorted_keys``, -1 where absent (queries are sorted
+    first: a binary search over sorted queries is many times faster)."""
+    if not len(sorted_keys):
+        return np.full(len(queries), -1, np.int64)
+    order = np.argsort(queries)
+    q = queries[order]
+    idx = np.searchsorted(sorted_keys, q)
+    idx[idx == len(sorted_keys)] = 0
+    idx[sorted_keys[idx] != q] = -1
+    out = np.empty(len(queries), np.int64)
+    out[order] = idx
+    return out
+
+
 def _components(n: int, s1: list[int], s2: list[int]) -> np.ndarray:
     """Connected components of the sentences linked by pairs (e.g. a video's
     predictions and references): a paraphrase can only matter within one."""
@@ -1221,10 +1246,9 @@ def _add_paths(
     glen = np.concatenate(all_len)
     # table phrases among the batch's n-grams (keys are unique in the table;
     # a hit is confirmed on the word ids)
-    pk = a["phrase_keys"]
-    lo = np.searchsorted(pk, gkeys)
-    lo[lo == len(pk)] = 0
-    hit = np.flatnonzero(pk[lo] == gkeys)
+    pk = np.asarray(a["phrase_keys"])
+    lo = _lookup(pk, gkeys)
+    hit = np.flatnonzero(lo >= 0)
     if not len(hit):
         return
     ph = lo[hit]
@@ -1243,7 +1267,8 @@ def _add_paths(
     comp = _components(len(sents), s1, s2)
     tag_of_tok = comp[sent_of].astype(np.uint64) * COMPONENT_MUL
     tagged = gkeys ^ tag_of_tok[gpos]
-    batch_grams = np.sort(tagged)
+    tag_order = np.argsort(tagged)
+    batch_grams = tagged[tag_order]
     # the entries of each (component, phrase) whose paraphrase occurs there
     n_phr = len(pk)
     cp = comp[sent_of[hpos]] * n_phr + ph
@@ -1258,9 +1283,7 @@ def _add_paths(
     owner = np.repeat(np.arange(len(distinct)), counts)
     par_keys = np.asarray(a["par_keys"][entry])
     par_tagged = par_keys ^ d_tag[owner]
-    j = np.searchsorted(batch_grams, par_tagged)
-    j[j == len(batch_grams)] = 0
-    keep = np.flatnonzero(batch_grams[j] == par_tagged)
+    keep = np.flatnonzero(_lookup(batch_grams, par_tagged) >= 0)
     if not len(keep):
         return
     owner = owner[keep]
@@ -1281,32 +1304,43 @@ def _add_paths(
     has[owner] = True
     use = np.flatnonzero(has[inverse])
     use = use[np.lexsort((hlen[use], hpos[use]))]
-    base_at: dict[int, int] = {}
-    touched = set()
     u_pos = hpos[use]
     u_sent = sent_of[u_pos]
-    for g, si, lp, n, o in zip(
-        u_pos.tolist(), u_sent.tolist(), (u_pos - offsets[u_sent]).tolist(),
-        hlen[use].tolist(), inverse[use].tolist(), strict=True,
-    ):  # fmt: skip
-        phrase = phrases[o]
-        base = base_at.get(g, 0)
-        sents[si].occ.append((lp, n, phrase, base))
-        base_at[g] = base + phrase.count
-        touched.add(si)
-    for si in touched:
+    u_owner = inverse[use]
+    # order of a phrase's first kept entry among all kept at its position
+    count = np.diff(bounds)[u_owner]
+    before = np.cumsum(count) - count
+    new_pos = np.ones(len(use), bool)
+    new_pos[1:] = u_pos[1:] != u_pos[:-1]
+    base = before - before[new_pos][np.cumsum(new_pos) - 1]
+    rows = list(
+        zip(
+            (u_pos - offsets[u_sent]).tolist(), hlen[use].tolist(),
+            map(phrases.__getitem__, u_owner.tolist()), base.tolist(), strict=True,
+        )
+    )  # fmt: skip
+    cut = np.searchsorted(u_sent, np.arange(len(sents) + 1)).tolist()
+    for si in np.unique(u_sent).tolist():
         s = sents[si]
+        s.occ = rows[cut[si] : cut[si + 1]]
         s.keys = frozenset().union(*[occ[2].keys for occ in s.occ])
     # where the kept paraphrases occur (in their component)
     wanted = np.unique(par_tagged)
-    j = np.searchsorted(wanted, tagged)
+    j = np.searchsorted(wanted, batch_grams)  # sorted queries: fast
     j[j == len(wanted)] = 0
-    at = np.flatnonzero(wanted[j] == tagged)
+    at = np.sort(tag_order[wanted[j] == batch_grams])  # n-gram order: by position
     at = at[np.argsort(gpos[at], kind="stable")]
     t_pos = gpos[at]
     t_sent = sent_of[t_pos]
-    for si, lp, key in zip(
-        t_sent.tolist(), (t_pos - offsets[t_sent]).tolist(), gkeys[at].tolist(),
-        strict=True,
-    ):  # fmt: skip
-        sents[si].targets.setdefault(key, []).append(lp)
+    t_lp = (t_pos - offsets[t_sent]).tolist()
+    t_key = gkeys[at].tolist()
+    cut = np.searchsorted(t_sent, np.arange(len(sents) + 1)).tolist()
+    for si in np.unique(t_sent).tolist():
+        b0, b1 = cut[si], cut[si + 1]
+        keys = t_key[b0:b1]
+        targets = dict(zip(keys, zip(t_lp[b0:b1], strict=True), strict=True))
+        if len(targets) < len(keys):  # a paraphrase twice in the sentence
+            targets = {}
+            for key, lp in zip(keys, t_lp[b0:b1], strict=True):
+                targets[key] = (*targets.get(key, ()), lp)
+        sents[si].targets = targets
