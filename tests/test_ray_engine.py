@@ -16,6 +16,11 @@ from densevid.features.pixels import PixelsExtractor
 from densevid.features.registry import ExtractorInfo, register_extractor
 from test_features_extract import make_video
 
+# Read by ray when it is imported, so set before: every Ray of this module on
+# 127.0.0.1 only, and one authentication mode for all (a process whose Ray sessions
+# differ on it cannot start workers in the later ones)
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ["RAY_AUTH_MODE"] = "disabled"
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(
     not HAVE_RAY, reason="ray is not installed (pip install 'densevid[ray]')"
@@ -72,31 +77,27 @@ def corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A head node and a worker node, one CPU each, advertising 127.0.0.1 only."""
-    from ray._private import ray_constants
+    """A head node and a worker node, one CPU each, on 127.0.0.1."""
     from ray.cluster_utils import Cluster
 
-    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "OMP_NUM_THREADS": "1"}
+    env = {"OMP_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")])
-    before = {k: os.environ.get(k) for k in env}, ray_constants.ENABLE_RAY_CLUSTER
+    before = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # inherited by the nodes' processes
-    ray_constants.ENABLE_RAY_CLUSTER = False
     small = {"num_cpus": 1, "object_store_memory": 80 * 2**20}
-    c = Cluster(
-        initialize_head=True, head_node_args={**small, "include_dashboard": False}
-    )
+    head = {**small, "include_dashboard": False}
+    c = Cluster(initialize_head=True, head_node_args=head)
     try:
         c.add_node(**small)
         c.wait_for_nodes()
         yield c
     finally:
         c.shutdown()
-        for k, v in before[0].items():
+        for k, v in before.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        ray_constants.ENABLE_RAY_CLUSTER = before[1]
 
 
 def extract(videos: Path, out: Path, *args: str) -> int:

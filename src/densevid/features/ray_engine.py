@@ -189,6 +189,10 @@ def run_on_cluster(
         try:
             record(ray.get(ref))
         except RayActorError as e:
+            if e.actor_init_failed:  # restarted where it cannot start: not the video's
+                not_started.append(first_line(e))
+                pending.appendleft((path, missing))
+                continue
             why = f"its worker died ({job.retries + 1} tries): {first_line(e)}"
             record([(path.stem, n, why) for n in missing])
         except RayError as e:
