@@ -2,8 +2,9 @@
 
 ``PythonMeteor`` has the methods of ``scorers.Meteor`` (the jar run as
 ``java -jar meteor-1.5.jar - - -stdio -l en -norm``) and returns the same
-statistics lines, byte for byte, and the same scores, without Java. What the jar
-does, step by step, and how it is reproduced here:
+statistics lines, byte for byte, and the same scores (to the last bit of one
+``pow``, see 6), without Java. What the jar does, step by step, and how it is
+reproduced here:
 
 1. The request line ``SCORE ||| ref ||| hyp`` is split on ``|||`` and each part
    trimmed (Java's ``trim``: characters up to U+0020).
@@ -1018,6 +1019,10 @@ class PythonMeteor:
     resources load on first use (``meteor_resources``; the first use on a machine
     converts the paraphrase table once, ~30 s).
 
+    Texts are taken as the jar reads one request line: a text holding a line
+    break (which desynchronises the jar's line protocol) is scored here with the
+    break as a space.
+
     Args:
         resources: the ``Resources`` to use (default: the process-wide one).
     """
@@ -1184,6 +1189,7 @@ def _lookup(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
     idx = np.searchsorted(sorted_keys, q)
     idx[idx == len(sorted_keys)] = 0
     idx[sorted_keys[idx] != q] = -1
+    del q
     out = np.empty(len(queries), np.int64)
     out[order] = idx
     return out
@@ -1225,7 +1231,7 @@ def _add_paths(
     offsets = np.zeros(len(sents) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
     end = offsets[1:][sent_of]
-    pos = np.arange(n_tok)
+    pos = np.arange(n_tok, dtype=np.int32)
     keys = np.zeros(n_tok, np.uint64)
     live = ids >= 0
     all_keys, all_pos, all_len = [], [], []
@@ -1238,12 +1244,13 @@ def _add_paths(
         keys[live] = keys[live] * HASH_MUL + (ids[p[live]] + 1).astype(np.uint64)
         all_keys.append(keys[live])
         all_pos.append(pos[live])
-        all_len.append(np.full(int(live.sum()), k + 1))
+        all_len.append(np.full(int(live.sum()), k + 1, np.int8))
     if not all_keys:
         return
     gkeys = np.concatenate(all_keys)
     gpos = np.concatenate(all_pos)
     glen = np.concatenate(all_len)
+    del all_keys, all_pos, all_len, keys, live, pos, p, end
     # table phrases among the batch's n-grams (keys are unique in the table;
     # a hit is confirmed on the word ids)
     pk = np.asarray(a["phrase_keys"])
