@@ -58,6 +58,7 @@ from densevid.metrics.meteor_resources import (
     NBP_ANY,
     NBP_NUM_ONLY,
     Resources,
+    cache_root,
     java_tokens,
     shared_resources,
 )
@@ -976,8 +977,9 @@ _kernel_lock = threading.Lock()
 
 
 def compiled_kernel():
-    """The numba-compiled batch search (compiled once, cached on disk by numba),
-    or None without numba (``DENSEVID_METEOR_NUMBA=0`` also turns it off)."""
+    """The numba-compiled batch search (compiled once, ~4 s, then cached under
+    the densevid cache directory), or None without numba
+    (``DENSEVID_METEOR_NUMBA=0`` also turns it off)."""
     global _kernel
     with _kernel_lock:
         if _kernel is None:
@@ -988,7 +990,15 @@ def compiled_kernel():
                 except ImportError:
                     numba = None
                 if numba is not None:
-                    _kernel = numba.njit(cache=True, nogil=True)(_kernel_impl)
+                    # compiled code cached with densevid's other caches (numba's
+                    # setting is read when the function is decorated)
+                    saved = numba.config.CACHE_DIR
+                    if not saved:
+                        numba.config.CACHE_DIR = str(cache_root() / "numba")
+                    try:
+                        _kernel = numba.njit(cache=True, nogil=True)(_kernel_impl)
+                    finally:
+                        numba.config.CACHE_DIR = saved
         return _kernel or None
 
 
