@@ -69,6 +69,7 @@ N_STAGES = 4
 BEAM_SIZE = 40
 COMPONENT_MUL = np.uint64(0xD6E8FEB86659FD93)  # tags n-gram keys with a component
 MAX_CACHED_PAIRS = 2_000_000
+PATHS_CHUNK_WORDS = 100_000  # words per step of the paraphrase lookup
 EXACT, STEM, SYNONYM, PARAPHRASE = range(N_STAGES)
 
 # --- the normaliser (-norm, English, punctuation kept) ------------------------------
@@ -264,7 +265,9 @@ class _Kept:
 
     __slots__ = ("cache", "e0", "elen", "keys", "words")
 
-    def __init__(self, keys: list[int], e0: list[int], elen: list[int], words) -> None:
+    def __init__(
+        self, keys: list[int], e0: np.ndarray, elen: np.ndarray, words
+    ) -> None:
         self.keys = keys
         self.e0 = e0
         self.elen = elen
@@ -274,8 +277,9 @@ class _Kept:
     def par(self, e: int) -> tuple[int, ...]:
         t = self.cache.get(e)
         if t is None:
-            start = self.e0[e]
-            t = self.cache[e] = tuple(self.words[start : start + self.elen[e]].tolist())
+            start = int(self.e0[e])
+            end = start + int(self.elen[e])
+            t = self.cache[e] = tuple(self.words[start:end].tolist())
         return t
 
 
@@ -1239,7 +1243,22 @@ def _add_paths(
     in it with their paraphrases that occur in its component of the batch, and
     where such paraphrases occur in it. Everything is keyed by the hash of the
     word ids; matches are confirmed on the word ids themselves
-    (``_para_matches``)."""
+    (``_para_matches``). Done for groups of whole components at a time (the
+    temporaries grow with the number of words)."""
+    comp = _components(len(sents), s1, s2)
+    order = np.argsort(comp, kind="stable")
+    chunk: list[int] = []
+    n_tok = 0
+    for k, si in enumerate(order.tolist()):
+        chunk.append(si)
+        n_tok += sents[si].n
+        last = k == len(order) - 1
+        if last or (n_tok >= PATHS_CHUNK_WORDS and comp[order[k + 1]] != comp[si]):
+            _add_paths_chunk([sents[i] for i in chunk], res, comp[chunk])
+            chunk, n_tok = [], 0
+
+
+def _add_paths_chunk(sents: list[_Sentence], res: Resources, comp: np.ndarray) -> None:
     lengths = [s.n for s in sents]
     n_tok = sum(lengths)
     if not n_tok:
@@ -1290,7 +1309,6 @@ def _add_paths(
         return
     # n-gram keys tagged with their component (a wrong tag could only keep an
     # entry too many, never lose one)
-    comp = _components(len(sents), s1, s2)
     tag_of_tok = comp[sent_of].astype(np.uint64) * COMPONENT_MUL
     tagged = gkeys ^ tag_of_tok[gpos]
     tag_order = np.argsort(tagged)
@@ -1319,7 +1337,7 @@ def _add_paths(
     paro = a["par_offsets"]
     e0 = np.asarray(paro[entry])
     elen = np.asarray(paro[entry + 1]) - e0
-    kept = _Kept(par_keys.tolist(), e0.tolist(), elen.tolist(), a["par_words"])
+    kept = _Kept(par_keys.tolist(), e0, elen, a["par_words"])
     # kept rows are grouped by (component, phrase), owner ascending
     bounds = np.searchsorted(owner, np.arange(len(distinct) + 1))
     phrases: dict[int, _Phrase] = {}
