@@ -330,7 +330,7 @@ class Resources:
                 target = root / "meteor" / f"meteor-1.5-{source_key((jar, para))}"
                 if not (target / "DONE").exists():
                     t0 = time.perf_counter()
-                    logger.info("METEOR: converting %s once (~30 s)", para.name)
+                    logger.info("METEOR: converting %s once (~15 s)", para.name)
                     build_cache(target, jar, para)
                     self.build_seconds = time.perf_counter() - t0
                     _remove_stale(target)
