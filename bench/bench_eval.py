@@ -97,6 +97,8 @@ def run_ours(data: Path, workers: int | None, backend: str) -> dict:
         jvm_cpu = meteor.cpu_seconds() if java else 0.0
     finally:
         meteor.close()
+    if not java:  # the METEOR worker processes, now ended (the largest one)
+        jvm_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     wall = time.perf_counter() - t0
     cpu = time.process_time() + children_cpu_s() - c0
     py_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -172,7 +174,10 @@ def main() -> None:
             "(+ ~0.15 GiB tokenizer JVM while METEOR loads)"
         )
     else:
-        print(f"peak memory: {total / gib:.2f} GiB (one process)")
+        print(
+            f"peak memory: python {ours['python_rss'] / gib:.2f} GiB + METEOR "
+            f"worker {ours['jvm_rss'] / gib:.2f} GiB = {total / gib:.2f} GiB"
+        )
     names = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"]
     names += ["Recall", "Precision", "SODA_c"]
     print("  ".join(f"{n} {ours['scores'][n]:.6f}" for n in names))

@@ -226,7 +226,7 @@ POW_TOLERANCE = 1e-15  # a last-bit difference of pow(frag, beta), scaled by fme
 
 @pytest.fixture(scope="module")
 def meteor():
-    with PythonMeteor() as m:
+    with PythonMeteor(n_workers=0) as m:  # in this process: monkeypatches reach it
         yield m
 
 
@@ -273,10 +273,10 @@ def test_pure_python_search_gives_the_same(meteor, monkeypatch):
     pairs.append(
         (" ".join(rng.choices(vocab, k=70)), " ".join(rng.choices(vocab, k=65)))
     )
-    with PythonMeteor() as m:
+    with PythonMeteor(n_workers=0) as m:
         default = m.stats(pairs)
     monkeypatch.setattr(mt, "compiled_kernel", lambda: None)
-    with PythonMeteor() as m:
+    with PythonMeteor(n_workers=0) as m:
         python = m.stats(pairs)
     assert python == default
     assert python[: len(CASES)] == [s for _, _, s in CASES]
@@ -293,9 +293,21 @@ def test_java_semantics_helpers(meteor):
     assert {w: stemmer.stemWord(w) for w in JAR_STEMS} == JAR_STEMS
 
 
+def test_worker_processes_answer_as_this_process(meteor):
+    pairs = [(h, r) for h, r, _ in CASES] * 2 + [("a man", "a dog")]
+    with PythonMeteor(n_workers=2) as m:
+        assert m.stats(pairs) == meteor.stats(pairs)
+        for _, proc in m._workers:
+            proc.kill()
+            proc.join()
+        with pytest.raises(DensevidError, match="METEOR worker process stopped"):
+            m.stats([("a new pair", "never scored")])
+        assert m.closed
+
+
 def test_scorer_api(meteor):
     t0 = time.perf_counter()
-    with PythonMeteor() as m:
+    with PythonMeteor(n_workers=0) as m:
         assert time.perf_counter() - t0 < 0.1  # nothing loads before first use
         assert not m.closed
         first = m.stats([("a man", "a man"), ("a dog", "a cat"), ("a man", "a man")])

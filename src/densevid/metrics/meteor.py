@@ -41,6 +41,7 @@ Resources come from the installed pycocoevalcap files (``meteor_resources``).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import operator
@@ -69,6 +70,7 @@ N_STAGES = 4
 BEAM_SIZE = 40
 COMPONENT_MUL = np.uint64(0xD6E8FEB86659FD93)  # tags n-gram keys with a component
 MAX_CACHED_PAIRS = 2_000_000
+MAX_WORKERS = 3  # worker processes by default, each ~0.3 GiB
 PATHS_CHUNK_WORDS = 100_000  # words per step of the paraphrase lookup
 EXACT, STEM, SYNONYM, PARAPHRASE = range(N_STAGES)
 
@@ -1037,12 +1039,24 @@ class PythonMeteor:
     break (which desynchronises the jar's line protocol) is scored here with the
     break as a space.
 
+    With ``n_workers`` > 0 the pairs are scored in that many worker processes
+    (started at once, so that they load while the caller reads its files), which
+    leaves this process free for other work: ``evaluate`` computes the n-gram
+    metrics meanwhile.
+
     Args:
         resources: the ``Resources`` to use (default: the process-wide one).
+        n_workers: worker processes (default: one per core but one, at most
+            ``MAX_WORKERS``; 0 scores in this process).
     """
 
-    def __init__(self, resources: Resources | None = None) -> None:
+    def __init__(
+        self, resources: Resources | None = None, n_workers: int | None = None
+    ) -> None:
         self._res = resources
+        if n_workers is None:
+            n_workers = min(MAX_WORKERS, (os.cpu_count() or 1) - 1)
+        self._workers = _start_workers(max(0, n_workers)) if resources is None else []
         self._closed = False
         self._lock = threading.Lock()
         self._stats: dict[tuple[str, str], str] = {}
@@ -1063,6 +1077,14 @@ class PythonMeteor:
 
     def close(self) -> None:
         self._closed = True
+        for conn, proc in self._workers:
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(None)
+                conn.close()
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+        self._workers = []
         self._stats.clear()
         self._norm.clear()
         self._words.clear()
@@ -1102,7 +1124,10 @@ class PythonMeteor:
                 enabled = gc.isenabled()
                 gc.disable()
                 try:
-                    lines = self._score_pairs(todo)
+                    if self._workers:
+                        lines = self._score_in_workers(todo)
+                    else:
+                        lines = self._score_pairs(todo)
                 finally:
                     if enabled:
                         gc.enable()
@@ -1146,6 +1171,28 @@ class PythonMeteor:
             x = self._words[w] = _Word(w, res, res.lexicon, len(self._words))
             self._word_list.append(x)
         return x
+
+    def _score_in_workers(self, pairs: list[tuple[str, str]]) -> list[str]:
+        """The pairs split evenly over the worker processes, answers in order."""
+        n = len(self._workers)
+        size = -(-len(pairs) // n)
+        chunks = [pairs[i * size : (i + 1) * size] for i in range(n)]
+        busy = []
+        try:
+            for (conn, _), chunk in zip(self._workers, chunks, strict=True):
+                if chunk:
+                    conn.send(chunk)
+                    busy.append(conn)
+            out: list[str] = []
+            for conn in busy:
+                kind, value = conn.recv()
+                if kind == "error":
+                    raise DensevidError(f"METEOR worker failed: {value}")
+                out.extend(value)
+        except (EOFError, OSError) as e:
+            self.close()  # a worker died: later calls must not reuse this scorer
+            raise DensevidError(f"a METEOR worker process stopped ({e!r})") from e
+        return out
 
     def _score_pairs(self, pairs: list[tuple[str, str]]) -> list[str]:
         parts = [_request_parts(h, r) for h, r in pairs]
@@ -1388,3 +1435,39 @@ def _add_paths_chunk(sents: list[_Sentence], res: Resources, comp: np.ndarray) -
             for key, lp in zip(keys, t_lp[b0:b1], strict=True):
                 targets[key] = (*targets.get(key, ()), lp)
         sents[si].targets = targets
+
+
+def _start_workers(n: int) -> list:
+    """``n`` worker processes (spawned: a fork would copy the caller's threads),
+    each with a pipe; they load the resources at once."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    workers = []
+    for _ in range(n):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(child,), daemon=True)
+        proc.start()
+        child.close()
+        workers.append((parent, proc))
+    return workers
+
+
+def _worker(conn) -> None:
+    """A worker's loop: lists of pairs in, ("ok", lines) or ("error", text) out;
+    None, or the parent gone, ends it."""
+    meteor = PythonMeteor(shared_resources(), n_workers=0)
+    meteor.resources.lexicon  # noqa: B018 (load while the parent reads its files)
+    compiled_kernel()
+    gc.disable()  # millions of small acyclic objects (see ``stats``)
+    while True:
+        try:
+            pairs = conn.recv()
+        except (EOFError, OSError):
+            return
+        if pairs is None:
+            return
+        try:
+            conn.send(("ok", meteor._score_pairs(pairs)))
+        except Exception as e:  # reported in the parent as one error
+            conn.send(("error", f"{type(e).__name__}: {e}"))

@@ -301,7 +301,7 @@ def make_meteor(backend: str | None = None, n_workers: int | None = None):
         return Meteor(n_workers)
     from densevid.metrics.meteor import PythonMeteor
 
-    return PythonMeteor()
+    return PythonMeteor(n_workers=n_workers)
 
 
 def shared_meteor(n_workers: int | None = None, backend: str | None = None):
