@@ -45,7 +45,11 @@ class SelfCritical(Finetune):
     ) -> tuple[torch.Tensor, int]:
         model = unwrap(net)
         k = cfg.scst_samples
-        sampled, greedy = sample_sequences(model, batch, k, cfg.model.max_target_tokens)
+        # a sample much longer than the references only babbles: cap it, so that
+        # one such sample does not keep the whole batch generating
+        longest = int((batch["labels"] != IGNORE_INDEX).sum(1).max())
+        max_length = min(cfg.model.max_target_tokens, 2 * longest + 8)
+        sampled, greedy = sample_sequences(model, batch, k, max_length)
         durations = batch["durations"].tolist()
         tt = model.time_tokenizer
         # the references as this item shows them (cropped, mirrored or joined)
