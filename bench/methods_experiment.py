@@ -47,6 +47,31 @@ def run(cmd: list[str], log: Path) -> str:
     return log.read_text()
 
 
+def train(
+    args: argparse.Namespace, tag: str, seed: int, steps: int, sets: list[str]
+) -> str:
+    """``densevid train`` of configs/synthetic.yaml with these overrides; the
+    checkpoint it ends with."""
+    run_dir = args.out / tag
+    sets = [
+        f"train_annotations={args.synth / 'train.json'}",
+        f"val_annotations=[{args.synth / 'val.json'}]",
+        f"features={args.features}",
+        f"output_dir={run_dir}",
+        f"max_steps={steps}",
+        "eval_every=0",
+        f"save_every={steps}",
+        f"seed={seed}",
+        *sets,
+    ]
+    cmd = [sys.executable, "-m", "densevid", "-q", "train"]
+    cmd += ["--config", "configs/synthetic.yaml"]
+    for s in sets:
+        cmd += ["--set", s]
+    run(cmd, args.out / f"{tag}.train.log")
+    return str(run_dir / "last")
+
+
 def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
     out: Path = args.out
     tag = f"{name}_seed{seed}"
@@ -56,51 +81,19 @@ def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
     densevid = [sys.executable, "-m", "densevid", "-q"]
     checkpoints = [str(args.init)]
     if name in ("scratch", "concepts"):
-        run_dir = out / tag
-        sets = [
-            f"train_annotations={args.synth / 'train.json'}",
-            f"val_annotations=[{args.synth / 'val.json'}]",
-            f"features={args.features}",
-            f"output_dir={run_dir}",
-            f"max_steps={args.scratch_steps}",
-            f"warmup_steps={min(200, args.scratch_steps // 10)}",
-            "eval_every=0",
-            f"save_every={args.scratch_steps}",
-            f"seed={seed}",
-        ]
+        sets = [f"warmup_steps={min(200, args.scratch_steps // 10)}"]
         if name == "concepts":
             sets.append(f"model.n_concepts={args.concepts}")
-        cmd = [*densevid, "train", "--config", "configs/synthetic.yaml"]
-        for s in sets:
-            cmd += ["--set", s]
-        run(cmd, out / f"{tag}.train.log")
-        checkpoints = [str(run_dir / "last")]
+        checkpoints = [train(args, tag, seed, args.scratch_steps, sets)]
     if name.startswith("ensemble"):
         checkpoints = [str(out / f"concepts_seed{s}" / "last") for s in args.seeds]
     if name in ("ml", "scst-soda", "scst-f1"):
-        run_dir = out / tag
-        sets = [
-            f"train_annotations={args.synth / 'train.json'}",
-            f"val_annotations=[{args.synth / 'val.json'}]",
-            f"features={args.features}",
-            f"output_dir={run_dir}",
-            f"init={args.init}",
-            f"max_steps={args.steps}",
-            f"lr={args.lr}",
-            "warmup_steps=20",
-            "min_lr_ratio=1.0",
-            "eval_every=0",
-            f"save_every={args.steps}",
-            f"seed={seed}",
-        ]
+        sets = [f"init={args.init}", f"lr={args.lr}", "warmup_steps=20"]
+        sets.append("min_lr_ratio=1.0")
         if name.startswith("scst"):
             sets += ["objective=scst", f"scst_reward={name.split('-')[1]}"]
             sets += [f"scst_samples={args.samples}"]
-        cmd = [*densevid, "train", "--config", "configs/synthetic.yaml"]
-        for s in sets:
-            cmd += ["--set", s]
-        run(cmd, out / f"{tag}.train.log")
-        checkpoints = [str(run_dir / "last")]
+        checkpoints = [train(args, tag, seed, args.steps, sets)]
     preds = out / f"{tag}.test.json"
     cmd = [*densevid, "predict", *checkpoints, "--features", str(args.features)]
     cmd += ["--annotations", str(args.synth / "test.json"), "-o", str(preds)]

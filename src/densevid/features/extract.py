@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from densevid.errors import DensevidError, plural
 from densevid.features import cache
@@ -202,6 +202,9 @@ def start_worker(job: ExtractJob, n_threads: int) -> dict[str, Extractor]:
     return job.build()
 
 
+ReportT = TypeVar("ReportT", bound=StreamReport)
+
+
 def videos_by_id(
     inputs: Sequence[str | os.PathLike], *, recursive: bool = True
 ) -> list[Path]:
@@ -366,17 +369,9 @@ def extract_features(
         finally:
             bar.close()
     report.done.sort()
-    report.failed.sort()
-    if webdataset:
-        report.shards = pack_webdataset(
-            out,
-            names,
-            [p.stem for p in paths],
-            shard=(index, count),
-            maxcount=shard_size,
-        )
-    report.seconds = time.perf_counter() - t0
-    return report
+    return _finish(
+        report, out, names, paths, (index, count), webdataset, shard_size, t0
+    )
 
 
 def check_features(
@@ -429,14 +424,27 @@ def check_features(
                 report.failed.append((vid, name, f"other options: {'; '.join(diff)}"))
             else:
                 report.skipped.append((vid, name))
+    return _finish(
+        report, out, names, paths, (index, count), webdataset, shard_size, t0
+    )
+
+
+def _finish(
+    report: ReportT,
+    out: Path,
+    names: list[str],
+    paths: list[Path],
+    shard: tuple[int, int],
+    webdataset: bool,
+    shard_size: int,
+    t0: float,
+) -> ReportT:
+    """What ends extract and check alike: failures sorted, the webdataset tars of
+    the videos packed when asked, the time taken."""
     report.failed.sort()
     if webdataset:
         report.shards = pack_webdataset(
-            out,
-            names,
-            [p.stem for p in paths],
-            shard=(index, count),
-            maxcount=shard_size,
+            out, names, [p.stem for p in paths], shard=shard, maxcount=shard_size
         )
     report.seconds = time.perf_counter() - t0
     return report

@@ -21,7 +21,7 @@ the order and batches of ``PTBTokenizer``, so that both give the same tokens.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ try:  # internal modules, used only to dispatch rules on their first character
 except ImportError:  # pragma: no cover
     _sre = _sre_parser = None  # type: ignore[assignment]
 
-from densevid.metrics.tokenize import TOKENIZER_CHUNK, clean_text, strip_punctuation
+from densevid.metrics.tokenize import CachedTokenizer, clean_text, strip_punctuation
 
 NBSP = "\xa0"  # the scanner writes spaces inside fractions, phone numbers, SGML so
 
@@ -627,24 +627,14 @@ def tokenize_lines(lines: Sequence[str]) -> list[str]:
     return _write(out).split("\n")[: len(lines)]
 
 
-class PythonPTBTokenizer:
+class PythonPTBTokenizer(CachedTokenizer):
     """Drop-in for ``PTBTokenizer`` that needs no Java, caching every result.
 
-    Sentences are tokenised in the order and batches ``PTBTokenizer`` gives the jar,
-    so that the few line endings that depend on the next line come out the same.
+    Sentences are tokenised in the order and batches ``PTBTokenizer`` gives the jar
+    (``CachedTokenizer``), so that the few line endings that depend on the next line
+    come out the same.
     """
 
-    def __init__(self) -> None:
-        self.cache: dict[str, str] = {}
-
-    def __call__(self, sentences: Iterable[str]) -> dict[str, str]:
-        """Raw sentence -> token string, for every distinct sentence given."""
-        wanted = dict.fromkeys(sentences)
-        todo = [s for s in wanted if s not in self.cache]
-        for i in range(0, len(todo), TOKENIZER_CHUNK):
-            chunk = todo[i : i + TOKENIZER_CHUNK]
-            lines = tokenize_lines([clean_text(s) for s in chunk])
-            self.cache.update(
-                zip(chunk, (strip_punctuation(t) for t in lines), strict=True)
-            )
-        return {s: self.cache[s] for s in wanted}
+    def _run(self, sentences: list[str]) -> list[str]:
+        lines = tokenize_lines([clean_text(s) for s in sentences])
+        return [strip_punctuation(t) for t in lines]

@@ -82,16 +82,12 @@ def strip_punctuation(line: str) -> str:
     return " ".join(w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS)
 
 
-class PTBTokenizer:
-    """Tokenises sentences with Stanford's PTBTokenizer, caching every result.
+class CachedTokenizer:
+    """Sentences in, official token strings out, each distinct sentence tokenised
+    once, in batches of ``TOKENIZER_CHUNK`` in first-seen order (the order decides
+    the few line ends that depend on the next line); ``_run`` tokenises a batch."""
 
-    Args:
-        java: the java binary (default: ``java_executable()``).
-    """
-
-    def __init__(self, java: str | None = None) -> None:
-        self.java = java or java_executable()
-        self.jar = coco_jar("tokenizer", "stanford-corenlp-3.4.1.jar")
+    def __init__(self) -> None:
         self.cache: dict[str, str] = {}
 
     def __call__(self, sentences: Iterable[str]) -> dict[str, str]:
@@ -102,6 +98,23 @@ class PTBTokenizer:
             chunk = todo[i : i + TOKENIZER_CHUNK]
             self.cache.update(zip(chunk, self._run(chunk), strict=True))
         return {s: self.cache[s] for s in wanted}
+
+    def _run(self, sentences: list[str]) -> list[str]:
+        raise NotImplementedError
+
+
+class PTBTokenizer(CachedTokenizer):
+    """Tokenises sentences with Stanford's PTBTokenizer (the jar), caching every
+    result.
+
+    Args:
+        java: the java binary (default: ``java_executable()``).
+    """
+
+    def __init__(self, java: str | None = None) -> None:
+        super().__init__()
+        self.java = java or java_executable()
+        self.jar = coco_jar("tokenizer", "stanford-corenlp-3.4.1.jar")
 
     def _run(self, sentences: list[str]) -> list[str]:
         lines = [clean_text(s) for s in sentences]
