@@ -305,6 +305,15 @@ def test_worker_processes_answer_as_this_process(meteor):
         assert m.closed
 
 
+def test_a_full_cache_is_emptied_without_losing_a_request(monkeypatch):
+    monkeypatch.setattr(mt, "MAX_CACHED_PAIRS", 3)
+    pairs = [(h, r) for h, r, _ in CASES[:4]]
+    with PythonMeteor(n_workers=0) as m:
+        first = m.stats(pairs[:2])
+        # two cached, two new: over the limit, the cache empties and all four score
+        assert m.stats(pairs)[:2] == first
+
+
 def test_scorer_api(meteor):
     t0 = time.perf_counter()
     with PythonMeteor(n_workers=0) as m:

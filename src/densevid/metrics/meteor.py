@@ -69,7 +69,7 @@ STAGE_WEIGHTS = (1.0, 0.6, 0.8, 0.6)  # exact, stem, synonym, paraphrase
 N_STAGES = 4
 BEAM_SIZE = 40
 COMPONENT_MUL = np.uint64(0xD6E8FEB86659FD93)  # tags n-gram keys with a component
-MAX_CACHED_PAIRS = 2_000_000
+MAX_CACHED_PAIRS = 500_000  # statistics lines kept between calls (~0.2 GiB)
 MAX_WORKERS = 3  # worker processes by default, each ~0.3 GiB
 PATHS_CHUNK_WORDS = 100_000  # words per step of the paraphrase lookup
 EXACT, STEM, SYNONYM, PARAPHRASE = range(N_STAGES)
@@ -1118,7 +1118,8 @@ class PythonMeteor:
             todo = list(dict.fromkeys(p for p in pairs if p not in self._stats))
             if todo:
                 if len(self._stats) + len(todo) > MAX_CACHED_PAIRS:
-                    self._stats.clear()
+                    self._stats.clear()  # and score again what it held of these
+                    todo = list(dict.fromkeys(pairs))
                 # Millions of small objects, none cyclic: the cycle collector
                 # would only rescan them (a third of the time).
                 enabled = gc.isenabled()

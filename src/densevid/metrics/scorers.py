@@ -208,7 +208,8 @@ class Meteor:
         todo = list(dict.fromkeys(p for p in pairs if p not in self._stats))
         if todo:
             if len(self._stats) + len(todo) > MAX_CACHED_PAIRS:
-                self._stats.clear()
+                self._stats.clear()  # and score again what it held of these
+                todo = list(dict.fromkeys(pairs))
             lines = [_score_line(h, r) for h, r in todo]
             answers = self._map(lines, [1] * len(lines))
             self._stats.update(zip(todo, answers, strict=True))
