@@ -332,18 +332,11 @@ def test_standardize_stores_the_training_features_mean_and_std(corpus, tmp_path)
     torch.testing.assert_close(got, plain)
 
 
-def test_validation_that_needs_java_fails_before_training_without_it(
-    corpus, monkeypatch
-):
+def test_validation_with_meteor_needs_no_java(corpus, monkeypatch):
     monkeypatch.setenv("DENSEVID_JAVA", str(corpus / "no-java-here"))
-    steps: list[int] = []
-    cfg = tiny_config(corpus, "no_java", val_metrics=["F1", "METEOR@0.5"])
-    with pytest.raises(DensevidError, match=r"Java not found.*val_metrics=\[F1\]"):
-        train(cfg, on_step=lambda s, m: steps.append(s))
-    assert steps == []
-    # F1 and the likelihood need no Java
-    summary = train(tiny_config(corpus, "no_java", max_steps=2, val_metrics=["F1"]))
-    assert "F1" in summary["val"]
+    cfg = tiny_config(corpus, "no_java", max_steps=2, val_metrics=["F1", "METEOR"])
+    summary = train(cfg)
+    assert {"F1", "METEOR"} <= set(summary["val"])
 
 
 def test_lr_schedule_warmup_then_cosine():

@@ -68,27 +68,6 @@ def epoch_of(n_items: int, step: int, cfg: TrainConfig, dist: Dist) -> int:
     return step // max(1, n_items // (cfg.batch_size * cfg.grad_accum * dist.world))
 
 
-def require_java_for_validation(cfg: TrainConfig) -> None:
-    """Fails before the first step, not at the first evaluation minutes later, when
-    the validation metrics run Java (METEOR, SODA_c, the caption metrics) and there
-    is none; F1 and the likelihood need none."""
-    if not cfg.val_annotations:
-        return
-    try:
-        from densevid.metrics import java_executable
-        from densevid.metrics.evaluate import needs_java
-    except ImportError:
-        return  # validate() falls back to the likelihood
-    if needs_java(cfg.val_metrics):
-        try:
-            java_executable()
-        except DensevidError as e:
-            raise DensevidError(
-                f"{e}; or validate without Java: --set val_metrics=[F1] "
-                "--set best_metric=F1"
-            ) from None
-
-
 def validate(
     model: DenseVideoModel,
     dataset: VideoDataset,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from densevid.training.config import TrainConfig
-from densevid.training.finetune import Finetune, require_java_for_validation
+from densevid.training.finetune import Finetune
 from densevid.training.loop import run
 from densevid.training.scst import SelfCritical
 
@@ -30,6 +30,5 @@ def train(
             (step, {"loss", "lr"}) — for tests and tooling.
     """
     cfg.verify()
-    require_java_for_validation(cfg)
     objective = SelfCritical(cfg) if cfg.objective == "scst" else Finetune(cfg)
     return run(cfg, objective, verbose=verbose, on_step=on_step)
