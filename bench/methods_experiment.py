@@ -53,6 +53,9 @@ def train(
     """``densevid train`` of configs/synthetic.yaml with these overrides; the
     checkpoint it ends with."""
     run_dir = args.out / tag
+    state = run_dir / "last" / "training_state.json"
+    if state.exists() and json.loads(state.read_text())["step"] >= steps:
+        return str(run_dir / "last")  # trained already (resumable)
     sets = [
         f"train_annotations={args.synth / 'train.json'}",
         f"val_annotations=[{args.synth / 'val.json'}]",
