@@ -8,7 +8,11 @@ references' log-likelihood):
   default);
 - ``ml``: the checkpoint trained ``--steps`` more steps by maximum likelihood at the
   SCST learning rate: the control, since SCST also trains longer;
-- ``scst-soda`` / ``scst-f1``: ``objective=scst`` with that reward for ``--steps``;
+- ``scst-soda`` / ``scst-f1``: ``objective=scst`` with that reward for ``--steps``,
+  each sample against the greedy decode;
+- ``scst-mean``: ``scst-soda`` with each sample against the mean of its video's
+  other samples and the references' cross-entropy beside (``scst_baseline=mean``,
+  ``scst_ml_weight=0.5``);
 - ``segments``: the starting checkpoint captioning the reference segments
   (``densevid predict --segments``, the "ground-truth proposals" setting);
 - ``scratch`` / ``concepts``: the recipe trained from scratch for
@@ -90,11 +94,15 @@ def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
         checkpoints = [train(args, tag, seed, args.scratch_steps, sets)]
     if name.startswith("ensemble"):
         checkpoints = [str(out / f"concepts_seed{s}" / "last") for s in args.seeds]
-    if name in ("ml", "scst-soda", "scst-f1"):
+    if name in ("ml", "scst-soda", "scst-f1", "scst-mean"):
         sets = [f"init={args.init}", f"lr={args.lr}", "warmup_steps=20"]
         sets.append("min_lr_ratio=1.0")
-        if name.startswith("scst"):
+        if name in ("scst-soda", "scst-f1"):
             sets += ["objective=scst", f"scst_reward={name.split('-')[1]}"]
+        if name == "scst-mean":  # the other samples as baseline, the ML loss beside
+            sets += ["objective=scst", "scst_reward=soda", "scst_baseline=mean"]
+            sets += ["scst_ml_weight=0.5"]
+        if name.startswith("scst"):
             sets += [f"scst_samples={args.samples}"]
         checkpoints = [train(args, tag, seed, args.steps, sets)]
     preds = out / f"{tag}.test.json"

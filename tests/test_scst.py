@@ -109,11 +109,23 @@ def test_policy_gradient_raises_rewarded_and_lowers_penalised_samples(
     assert (after - before) * sign > 0  # rewarded: likelier; penalised: less likely
 
 
-def test_scst_run_from_an_ml_checkpoint(corpus, ml_run):  # noqa: F811
+@pytest.mark.parametrize(
+    "variant",
+    [{}, {"scst_baseline": "mean", "scst_ml_weight": 0.5, "scst_reward": "f1"}],
+    ids=["greedy-baseline", "mean-baseline+ml"],
+)
+def test_scst_run_from_an_ml_checkpoint(corpus, ml_run, variant):  # noqa: F811
     init = str(ml_run / "last")
-    out = corpus / "scst"
+    name = "scst_" + "_".join(map(str, variant.values()))
+    out = corpus / name
     cfg = tiny_config(
-        corpus, "scst", objective="scst", init=init, max_steps=4, scst_samples=2
+        corpus,
+        name,
+        objective="scst",
+        init=init,
+        max_steps=4,
+        scst_samples=2,
+        **variant,
     )
     summary = train(cfg)
     assert summary["step"] == 4
@@ -122,3 +134,7 @@ def test_scst_run_from_an_ml_checkpoint(corpus, ml_run):  # noqa: F811
     assert json.loads((out / "config.json").read_text())["objective"] == "scst"
     with pytest.raises(DensevidError, match="scst fine-tunes a trained model"):
         tiny_config(corpus, "x", objective="scst").verify()
+    with pytest.raises(DensevidError, match="scst_baseline must be"):
+        tiny_config(
+            corpus, "x", objective="scst", init=init, scst_baseline="x"
+        ).verify()

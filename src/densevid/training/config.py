@@ -151,6 +151,11 @@ class TrainConfig(RunConfig):
     objective: str = "ml"
     scst_reward: str = "soda"
     scst_samples: int = 4
+    # what a sample's reward is compared with: the greedy decode's ("greedy") or
+    # the mean of the video's other samples ("mean"); and the weight of the
+    # references' cross-entropy added to the policy loss
+    scst_baseline: str = "greedy"
+    scst_ml_weight: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -190,6 +195,12 @@ class TrainConfig(RunConfig):
                 raise DensevidError(
                     f"{self.KIND}: objective scst fine-tunes a trained model: give "
                     "init (densevid train --init CHECKPOINT)"
+                )
+            if self.scst_baseline not in ("greedy", "mean") or self.scst_ml_weight < 0:
+                raise DensevidError(
+                    f"{self.KIND}: scst_baseline must be 'greedy' or 'mean' and "
+                    f"scst_ml_weight >= 0, got {self.scst_baseline!r}, "
+                    f"{self.scst_ml_weight}"
                 )
             if self.scst_reward not in ("soda", "f1") or self.scst_samples < 1:
                 raise DensevidError(

@@ -3,12 +3,14 @@ in seed 001): fine-tune a maximum-likelihood model on the reward of what it writ
 
 For each training video the model samples ``scst_samples`` whole event sequences
 under the time grammar and decodes one greedily; each sample's advantage is its
-reward minus the greedy sequence's (``densevid.training.rewards``: events scored
+reward minus the greedy sequence's (``scst_baseline: greedy``) or minus the mean of
+the video's other samples (``mean``) (``densevid.training.rewards``: events scored
 by tIoU and CIDEr-D together, so localisation is rewarded too), and the loss is
 -advantage x the sample's log-probability, token-averaged. Samples that beat the
-greedy decode become likelier, the others less likely. An objective of the shared
-loop: everything else (resume, accumulation, weight average, validation) is the
-fine-tuning run's.
+baseline become likelier, the others less likely; ``scst_ml_weight`` adds the
+references' token cross-entropy, which keeps the model near its data. An objective
+of the shared loop: everything else (resume, accumulation, weight average,
+validation) is the fine-tuning run's.
 """
 
 from __future__ import annotations
@@ -62,13 +64,25 @@ class SelfCritical(Finetune):
             events = tt.decode_events(ids[1:].tolist(), durations[i])
             return sequence_reward(events, refs[i], self.cider, cfg.scst_reward)
 
-        base = [reward(greedy[i], i) for i in range(len(refs))]
+        greedy_rewards = [reward(greedy[i], i) for i in range(len(refs))]
         gains = [reward(sampled[j], j // k) for j in range(sampled.shape[0])]
+        if cfg.scst_baseline == "mean" and k > 1:
+            # each sample against the mean of its video's other samples
+            totals = [sum(gains[i * k : (i + 1) * k]) for i in range(len(refs))]
+            base = [(totals[j // k] - g) / (k - 1) for j, g in enumerate(gains)]
+        else:
+            base = [greedy_rewards[j // k] for j in range(len(gains))]
         advantage = torch.tensor(
-            [g - base[j // k] for j, g in enumerate(gains)], device=sampled.device
+            [g - b for g, b in zip(gains, base, strict=True)], device=sampled.device
         )
-        self.rewards.append((sum(gains) / len(gains), sum(base) / len(base)))
-        return policy_gradient_loss(net, batch, sampled, advantage, k, tt.eos_id)
+        self.rewards.append(
+            (sum(gains) / len(gains), sum(greedy_rewards) / len(greedy_rewards))
+        )
+        loss, n = policy_gradient_loss(net, batch, sampled, advantage, k, tt.eos_id)
+        if cfg.scst_ml_weight > 0:  # the references' likelihood keeps it anchored
+            ml, _ = super().loss(net, batch, cfg)
+            loss = loss + cfg.scst_ml_weight * ml
+        return loss, n
 
     def summary(self) -> dict[str, Any]:
         if not self.rewards:
