@@ -42,30 +42,12 @@ from pathlib import Path
 # a cluster of this machine only: Ray reads this when it is imported (ray_engine)
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
+from bench_extract import make_corpus, matmul_gflops  # noqa: E402 (beside this file)
 from densevid.features.extract import extract_features, videos_by_id  # noqa: E402
 from densevid.features.ray_engine import RayEngine  # noqa: E402
 
 CHEAP = {"pixels": {"n_hues": 0}}
 OPTIONS: dict[str, dict] = dict(CHEAP)  # what the runs use (--blobs: the defaults)
-
-
-def matmul_gflops() -> float:
-    """float32 matmul speed now: a baseline to compare runs taken under load."""
-    import torch
-
-    a = torch.randn(1024, 1024)
-    a @ a
-    t = time.perf_counter()
-    for _ in range(10):
-        a @ a
-    return 10 * 2 * 1024**3 / (time.perf_counter() - t) / 1e9
-
-
-def make_corpus(root: Path, n: int) -> Path:
-    from densevid.synth import generate
-
-    generate(root, n, preset="small", seed=1234)
-    return root / "videos"
 
 
 @contextmanager
