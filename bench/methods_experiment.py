@@ -15,8 +15,9 @@ references' log-likelihood):
   ``scst_ml_weight=0.5``);
 - ``segments``: the starting checkpoint captioning the reference segments
   (``densevid predict --segments``, the "ground-truth proposals" setting);
-- ``scratch`` / ``concepts``: the recipe trained from scratch for
-  ``--scratch-steps``, without and with the concept head (``model.n_concepts``);
+- ``scratch`` / ``concepts`` / ``concepts-light``: the recipe trained from scratch
+  for ``--scratch-steps``, without and with the concept head (``model.n_concepts``;
+  ``concept_loss_weight`` 1 or 0.1);
 - ``ensemble-average`` / ``ensemble-select``: the ``concepts`` runs of two seeds as
   one ensemble, captions from the averaged probabilities or chosen per event
   (``densevid predict --select``).
@@ -87,10 +88,12 @@ def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
         return json.loads(scores_path.read_text())
     densevid = [sys.executable, "-m", "densevid", "-q"]
     checkpoints = [str(args.init)]
-    if name in ("scratch", "concepts"):
+    if name in ("scratch", "concepts", "concepts-light"):
         sets = [f"warmup_steps={min(200, args.scratch_steps // 10)}"]
-        if name == "concepts":
+        if name.startswith("concepts"):
             sets.append(f"model.n_concepts={args.concepts}")
+        if name == "concepts-light":  # the concept loss at a tenth of the weight
+            sets.append("concept_loss_weight=0.1")
         checkpoints = [train(args, tag, seed, args.scratch_steps, sets)]
     if name.startswith("ensemble"):
         checkpoints = [str(out / f"concepts_seed{s}" / "last") for s in args.seeds]
