@@ -32,7 +32,7 @@ from torch import nn
 
 from densevid.config import DecodingOptions, ModelConfig
 from densevid.events import Event, VideoEvents
-from densevid.inputs import collate, to_device
+from densevid.inputs import collate, model_inputs, to_device
 from densevid.text import TimeTokenizer
 
 logger = logging.getLogger(__name__)
@@ -216,8 +216,7 @@ def generate(
     from transformers.modeling_outputs import BaseModelOutput
 
     options = (options or DecodingOptions()).verify()
-    inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
-    inputs.pop("labels", None)
+    inputs = model_inputs(batch)
     members = list(model.members)
     encodings = [m.encode(**inputs) for m in members]
     grammar = make_grammar(model, options)
@@ -467,8 +466,7 @@ def caption_segments(
     was_training = model.training
     model.eval()
     try:
-        inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
-        inputs.pop("labels", None)
+        inputs = model_inputs(batch)
         members = list(model.members)
         grammar = make_grammar(model, options)
         tt = model.time_tokenizer
@@ -538,8 +536,7 @@ def decode_selecting(
     members = list(model.members)
     segments = [sorted((e.start, e.end) for e in v.events) for v in videos]
     captions = [caption_segments(m, batch, segments, options) for m in members]
-    inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
-    inputs.pop("labels", None)
+    inputs = model_inputs(batch)
     heads = [m for m in members if getattr(m, "concept_head", None) is not None]
     probs = (
         torch.stack([m.concept_probs(**inputs) for m in heads]).mean(0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -260,6 +261,9 @@ def _evaluate(
     memory stays flat however many events a submission holds."""
     gt_ids = dv.reference_ids(refs)
     caption_ids = [v for v in gt_ids if v in preds] if skip_missing else gt_ids
+    soda_refs = []
+    if "SODA_c" in wanted and meteor is not None:
+        soda_refs = [refs] if soda_references == "merged" else [[r] for r in refs]
     job = _Job(
         preds=preds,
         refs=refs,
@@ -269,10 +273,8 @@ def _evaluate(
         garbage_tok=tokens.get(dv.GARBAGE[garbage], ""),
         meteor=meteor,
         rows={vid: i for i, vid in enumerate(caption_ids)},
+        soda_refs=soda_refs,
     )
-    if "SODA_c" in wanted and meteor is not None:
-        job.soda_refs = [refs] if soda_references == "merged" else [[r] for r in refs]
-        job.soda_prf = [{} for _ in job.soda_refs]
     progress = tqdm(total=len(gt_ids), desc="eval", unit="video", disable=not verbose)
     with progress:
         for chunk in _chunks(gt_ids, preds, CHUNK_EVENTS):
@@ -319,24 +321,32 @@ def _chunks(ids: list[str], preds: Mapping[str, VideoEvents], limit: int):
         yield chunk
 
 
+@dataclass
 class _Job:
-    """One evaluation's inputs and per-video results, filled a chunk at a time."""
+    """One evaluation's inputs and per-video results, filled a chunk at a time.
 
-    def __init__(self, **inputs) -> None:
-        self.preds: dict[str, VideoEvents] = inputs["preds"]
-        self.refs: list[Mapping[str, VideoEvents]] = inputs["refs"]
-        self.tokens: dict[str, str] = inputs["tokens"]
-        self.wanted: set[str] = inputs["wanted"]
-        self.tious: tuple[float, ...] = inputs["tious"]
-        self.garbage_tok: str = inputs["garbage_tok"]
-        self.meteor: Meteor | None = inputs["meteor"]
-        self.rows: dict[str, int] = inputs["rows"]
+    ``rows``: caption video id -> its row in ``per_video``'s (videos, tIoUs)
+    tables; ``soda_refs``: the reference sets SODA_c scores against (none: no
+    SODA_c), ``soda_prf`` their per-video (P, R, F)."""
+
+    preds: dict[str, VideoEvents]
+    refs: list[Mapping[str, VideoEvents]]
+    tokens: dict[str, str]
+    wanted: set[str]
+    tious: tuple[float, ...]
+    garbage_tok: str
+    meteor: Meteor | None
+    rows: dict[str, int]
+    soda_refs: list[list[Mapping[str, VideoEvents]]]
+    per_video: dict[str, np.ndarray] = field(init=False)
+    soda_prf: list[dict[str, tuple[float, float, float]]] = field(init=False)
+    ngrams: NgramCache = field(init=False, default_factory=NgramCache)
+
+    def __post_init__(self) -> None:
         shape = (len(self.rows), len(self.tious))
         names = (*BLEU, "METEOR", "ROUGE_L", "CIDEr", "Precision", "Recall")
         self.per_video = {m: np.zeros(shape) for m in names}
-        self.soda_refs: list[list[Mapping[str, VideoEvents]]] = []
-        self.soda_prf: list[dict[str, tuple[float, float, float]]] = []
-        self.ngrams = NgramCache()
+        self.soda_prf = [{} for _ in self.soda_refs]
 
     def score(self, chunk: list[str]) -> None:
         wanted = self.wanted

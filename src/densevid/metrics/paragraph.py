@@ -27,7 +27,7 @@ import numpy as np
 from densevid.errors import DensevidError
 from densevid.events import VideoEvents, load_annotations, read_json
 from densevid.metrics.backend import check_backend
-from densevid.metrics.scorers import ROUGE_BETA, lcs_length
+from densevid.metrics.scorers import lcs_length, rouge_f
 
 PARAGRAPH_METRICS = (
     "Bleu_1",
@@ -154,9 +154,7 @@ def _rouge_l(hyp: str, refs: list[str]) -> float:
         lcs = lcs_length(r, c)
         prec = max(prec, lcs / float(len(c)))
         rec = max(rec, lcs / float(len(r)))
-    if prec != 0 and rec != 0:
-        return ((1 + ROUGE_BETA**2) * prec * rec) / float(rec + ROUGE_BETA**2 * prec)
-    return 0.0
+    return rouge_f(prec, rec)
 
 
 def _meteor(hyps: list[str], refs: list[list[str]], meteor) -> float:

@@ -428,7 +428,11 @@ def rouge_l(hyp: str, ref: str, cache: NgramCache | None = None) -> float:
     else:
         c, r = cache[hyp].tokens, cache[ref].tokens
     lcs = lcs_length(r, c)
-    prec, rec = lcs / float(len(c)), lcs / float(len(r))
+    return rouge_f(lcs / float(len(c)), lcs / float(len(r)))
+
+
+def rouge_f(prec: float, rec: float) -> float:
+    """coco-caption's ROUGE-L F-measure (beta 1.2) of an LCS precision and recall."""
     if prec != 0 and rec != 0:
         return ((1 + ROUGE_BETA**2) * prec * rec) / float(rec + ROUGE_BETA**2 * prec)
     return 0.0

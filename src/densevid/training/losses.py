@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from densevid.concepts import concept_loss
+from densevid.events import Event
 from densevid.inputs import IGNORE_INDEX, model_inputs
 from densevid.model import unwrap
 
@@ -72,24 +73,26 @@ def compute_loss(
     return loss, int((labels != IGNORE_INDEX).sum())
 
 
-def _concept_loss(net: Any, batch: Mapping[str, Any], visual: torch.Tensor):
-    """The concept loss with the targets read back from the labels, so that they
-    follow whatever the item shows (a crop, a mirror, two videos joined)."""
+def label_events(net: Any, batch: Mapping[str, Any]) -> list[list[Event]]:
+    """Each item's target events read back from its labels: the references as the
+    item shows them (a crop, a mirror, two videos joined)."""
     tt = net.time_tokenizer
     durations = batch["durations"].tolist()
-    events = [
-        [
-            (e.start, e.end, e.text)
-            for e in tt.decode_events(row[row != IGNORE_INDEX].tolist(), durations[i])
-        ]
+    return [
+        tt.decode_events(row[row != IGNORE_INDEX].tolist(), durations[i])
         for i, row in enumerate(batch["labels"])
     ]
+
+
+def _concept_loss(net: Any, batch: Mapping[str, Any], visual: torch.Tensor):
+    """The concept loss, its targets from the item's events (``label_events``)."""
+    events = [[(e.start, e.end, e.text) for e in v] for v in label_events(net, batch)]
     return concept_loss(
         net.concept_head,
         visual,
         batch["visual_mask"],
         events,
-        durations,
+        batch["durations"].tolist(),
         net.config.concepts,
     )
 

@@ -26,6 +26,7 @@ from densevid.inputs import IGNORE_INDEX, model_inputs
 from densevid.model import DenseVideoModel, unwrap
 from densevid.training.config import TrainConfig
 from densevid.training.finetune import Finetune
+from densevid.training.losses import label_events
 from densevid.training.rewards import CiderD, sequence_reward
 
 logger = logging.getLogger(__name__)
@@ -54,11 +55,7 @@ class SelfCritical(Finetune):
         sampled, greedy = sample_sequences(model, batch, k, max_length)
         durations = batch["durations"].tolist()
         tt = model.time_tokenizer
-        # the references as this item shows them (cropped, mirrored or joined)
-        refs = [
-            tt.decode_events(row[row != IGNORE_INDEX].tolist(), durations[i])
-            for i, row in enumerate(batch["labels"])
-        ]
+        refs = label_events(model, batch)
 
         def reward(ids: torch.Tensor, i: int) -> float:
             events = tt.decode_events(ids[1:].tolist(), durations[i])
