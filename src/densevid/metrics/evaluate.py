@@ -50,11 +50,6 @@ def needs_text(metrics: Iterable[str]) -> bool:
     return bool({m.split("@")[0] for m in metrics} & {*CAPTION_METRICS, "SODA_c"})
 
 
-def needs_java(metrics: Iterable[str], backend: str | None = None) -> bool:
-    """Whether scoring these metrics runs Java: only with the "java" backend."""
-    return check_backend(backend) == "java" and needs_text(metrics)
-
-
 def evaluate(
     predictions: Mapping[str, VideoEvents],
     references: Mapping[str, VideoEvents] | Sequence[Mapping[str, VideoEvents]],

@@ -1091,15 +1091,6 @@ class PythonMeteor:
         self._word_list = []
         self._w_hash = np.zeros(0, np.int64)
 
-    def peak_rss_bytes(self) -> int:
-        """0: no child processes (``scorers.Meteor`` reports its JVMs'); the
-        work is in this process's own figures."""
-        return 0
-
-    def cpu_seconds(self) -> float:
-        """0.0, for the same reason as ``peak_rss_bytes``."""
-        return 0.0
-
     @property
     def resources(self) -> Resources:
         if self._res is None:
