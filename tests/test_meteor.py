@@ -305,6 +305,22 @@ def test_worker_processes_answer_as_this_process(meteor):
         assert m.closed
 
 
+def test_workers_leave_ctrl_c_to_the_parent(meteor):
+    import os
+    import signal
+
+    pairs = [(h, r) for h, r, _ in CASES[:3]]
+    with PythonMeteor(n_workers=1) as m:
+        assert m.stats(pairs[:1]) == meteor.stats(pairs[:1])  # the worker is up
+        ((_, proc),) = m._workers
+        os.kill(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C reaches it
+        proc.join(timeout=1)
+        assert proc.is_alive()
+        assert m.stats(pairs) == meteor.stats(pairs)
+    proc.join(timeout=10)
+    assert not proc.is_alive()
+
+
 def test_a_full_cache_is_emptied_without_losing_a_request(monkeypatch):
     monkeypatch.setattr(mt, "MAX_CACHED_PAIRS", 3)
     pairs = [(h, r) for h, r, _ in CASES[:4]]

@@ -1447,7 +1447,11 @@ def _start_workers(n: int) -> list:
 
 def _worker(conn) -> None:
     """A worker's loop: lists of pairs in, ("ok", lines) or ("error", text) out;
-    None, or the parent gone, ends it."""
+    None, or the parent gone, ends it. Ctrl-C is the parent's to handle (it
+    closes the pipe), so the worker ignores it rather than print a traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     meteor = PythonMeteor(shared_resources(), n_workers=0)
     meteor.resources.lexicon  # noqa: B018 (load while the parent reads its files)
     compiled_kernel()
@@ -1460,6 +1464,10 @@ def _worker(conn) -> None:
         if pairs is None:
             return
         try:
-            conn.send(("ok", meteor._score_pairs(pairs)))
+            reply = ("ok", meteor._score_pairs(pairs))
         except Exception as e:  # reported in the parent as one error
-            conn.send(("error", f"{type(e).__name__}: {e}"))
+            reply = ("error", f"{type(e).__name__}: {e}")
+        try:
+            conn.send(reply)
+        except OSError:  # the parent is gone (stopped, or Ctrl-C)
+            return
