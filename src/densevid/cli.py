@@ -887,7 +887,8 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
         "eval",
         "score predictions with the field's metrics, numerically identical to the "
         "official ActivityNet evaluation (densevid_eval) and SODA",
-        "densevid eval -s preds.json -r val_1.json val_2.json --json scores.json",
+        "densevid eval -s preds.json -r val_1.json val_2.json --json scores.json\n"
+        "  densevid eval --paragraph -s preds.json -r val_1_para.json val_2_para.json",
     )
     p.add_argument("-s", "--submission", required=True, help="predictions (JSON)")
     p.add_argument(
