@@ -18,6 +18,9 @@ references' log-likelihood):
 - ``scratch`` / ``concepts`` / ``concepts-light``: the recipe trained from scratch
   for ``--scratch-steps``, without and with the concept head (``model.n_concepts``;
   ``concept_loss_weight`` 1 or 0.1);
+- ``audio`` / ``speech`` / ``audio-speech``: ``scratch`` with the ``logmel`` audio
+  stream, the ``subtitles`` transcript or both beside the frames (early fusion:
+  every stream encoded and concatenated for the decoder's cross-attention);
 - ``ensemble-average`` / ``ensemble-select``: the ``concepts`` runs of two seeds as
   one ensemble, captions from the averaged probabilities or chosen per event
   (``densevid predict --select``).
@@ -42,6 +45,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 METRICS = ("METEOR", "CIDEr", "Bleu_4", "F1", "SODA_c")
+# the streams beside the visual one (MDVC's early fusion: one model reads them all)
+STREAMS = {
+    "audio": ["model.audio_features=logmel"],
+    "speech": ["model.speech_features=subtitles"],
+    "audio-speech": ["model.audio_features=logmel", "model.speech_features=subtitles"],
+}
 
 
 def run(cmd: list[str], log: Path) -> str:
@@ -88,8 +97,9 @@ def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
         return json.loads(scores_path.read_text())
     densevid = [sys.executable, "-m", "densevid", "-q"]
     checkpoints = [str(args.init)]
-    if name in ("scratch", "concepts", "concepts-light"):
+    if name in ("scratch", "concepts", "concepts-light", *STREAMS):
         sets = [f"warmup_steps={min(200, args.scratch_steps // 10)}"]
+        sets += STREAMS.get(name, [])
         if name.startswith("concepts"):
             sets.append(f"model.n_concepts={args.concepts}")
         if name == "concepts-light":  # the concept loss at a tenth of the weight
