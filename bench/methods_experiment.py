@@ -21,6 +21,12 @@ references' log-likelihood):
 - ``audio`` / ``speech`` / ``audio-speech``: ``scratch`` with the ``logmel`` audio
   stream, the ``subtitles`` transcript or both beside the frames (early fusion:
   every stream encoded and concatenated for the decoder's cross-attention);
+- ``two-stage``: the recipe trained from scratch for ``--scratch-steps`` with a
+  proposal head (``model.n_proposal_anchors``), then its proposals captioned one by
+  one by the same model (``densevid predict --two-stage``, BMT/MDVC's two stages);
+  ``two-stage-joint``: that checkpoint decoded as the joint model;
+  ``two-stage-segments`` / ``scratch-segments``: that checkpoint / the ``scratch``
+  one captioning the reference segments;
 - ``ensemble-average`` / ``ensemble-select``: the ``concepts`` runs of two seeds as
   one ensemble, captions from the averaged probabilities or chosen per event
   (``densevid predict --select``).
@@ -105,6 +111,13 @@ def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
         if name == "concepts-light":  # the concept loss at a tenth of the weight
             sets.append("concept_loss_weight=0.1")
         checkpoints = [train(args, tag, seed, args.scratch_steps, sets)]
+    if name.startswith("two-stage"):  # one training run serves the three arms
+        sets = [f"warmup_steps={min(200, args.scratch_steps // 10)}"]
+        sets.append(f"model.n_proposal_anchors={args.anchors}")
+        run_tag = f"two-stage_seed{seed}"
+        checkpoints = [train(args, run_tag, seed, args.scratch_steps, sets)]
+    if name == "scratch-segments":
+        checkpoints = [str(out / f"scratch_seed{seed}" / "last")]
     if name.startswith("ensemble"):
         checkpoints = [str(out / f"concepts_seed{s}" / "last") for s in args.seeds]
     if name in ("ml", "scst-soda", "scst-f1", "scst-mean"):
@@ -121,8 +134,10 @@ def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
     preds = out / f"{tag}.test.json"
     cmd = [*densevid, "predict", *checkpoints, "--features", str(args.features)]
     cmd += ["--annotations", str(args.synth / "test.json"), "-o", str(preds)]
-    if name == "segments":
+    if name.endswith("segments"):
         cmd += ["--segments", str(args.synth / "test.json")]
+    if name == "two-stage":
+        cmd += ["--two-stage", "--min-score", str(args.min_score)]
     if name == "ensemble-select":
         cmd += ["--select"]
     log = run(cmd, out / f"{tag}.predict.log")
@@ -149,6 +164,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--scratch-steps", type=int, default=1500)
     parser.add_argument("--concepts", type=int, default=40)
+    parser.add_argument("--anchors", type=int, default=4)
+    parser.add_argument("--min-score", type=float, default=0.5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument(
         "--arms", nargs="+", default=["joint", "segments", "ml", "scst-soda"]

@@ -177,6 +177,10 @@ class ModelConfig:
         frame_events: a head on the visual states that says, per frame, whether an
             event is under way, starts or ends there (``frame_head``); trained
             beside the captions with ``TrainConfig.event_loss_weight``.
+        n_proposal_anchors: K, anchors per frame of the proposal head
+            (``densevid.proposals``, the two-stage baseline); 0: no head.
+        proposal_anchors: the anchors' lengths, fractions of the video (training
+            fills them: quantiles of the training events' relative lengths).
         domain_stats: statistics of the training videos' visual features
             (``densevid.domain.DomainStats``), recorded by ``densevid train``;
             captioning warns when a video's features lie far outside them. Empty
@@ -224,6 +228,8 @@ class ModelConfig:
     n_concepts: int = 0
     concepts: list[str] = field(default_factory=list)
     caption_idf: dict[str, float] = field(default_factory=dict)
+    n_proposal_anchors: int = 0
+    proposal_anchors: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.visual_features, list | tuple):
@@ -254,6 +260,14 @@ class ModelConfig:
             raise DensevidError(
                 "model config: temporal_conv must be 0 (none) or an odd kernel size: "
                 f"{self.temporal_conv}"
+            )
+
+        if self.n_proposal_anchors < 0 or not all(
+            0 < a <= 1 for a in self.proposal_anchors
+        ):
+            raise DensevidError(
+                "model config: n_proposal_anchors must be >= 0 and proposal_anchors "
+                f"in (0, 1]: {self.n_proposal_anchors}, {self.proposal_anchors}"
             )
 
     @property

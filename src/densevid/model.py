@@ -231,6 +231,13 @@ class DenseVideoModel(nn.Module):
         self.concept_head = (
             nn.Linear(d, len(config.concepts)) if config.concepts else None
         )
+        # per frame and anchor: objectness, centre offset, log-length (the
+        # two-stage baseline's proposal generator, densevid.proposals)
+        self.proposal_head = (
+            nn.Linear(d, 3 * len(config.proposal_anchors))
+            if config.proposal_anchors
+            else None
+        )
         if not config.use_speech:
             # the LM encoder only reads speech: without it its layers get no gradient
             # (which DDP rejects) and need no optimizer state

@@ -54,6 +54,9 @@ class RunConfig:
     # weight of the concept loss (asymmetric multi-label, per video and per event)
     # of a model with model.n_concepts > 0 (densevid.concepts)
     concept_loss_weight: float = 1.0
+    # weight of the proposal loss (objectness and boundary regression, per frame
+    # and anchor) of a model with model.n_proposal_anchors > 0 (densevid.proposals)
+    proposal_loss_weight: float = 1.0
     # time-token targets spread over neighbouring bins (Gaussian, sigma in bins):
     # a start one bin off costs less than one fifty bins off; 0 = one-hot
     time_sigma: float = 0.0

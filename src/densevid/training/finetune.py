@@ -29,6 +29,7 @@ from densevid.errors import DensevidError
 from densevid.events import VideoEvents, load_annotations
 from densevid.inputs import collate, to_device
 from densevid.model import DenseVideoModel, build_model
+from densevid.proposals import anchor_lengths
 from densevid.text import TimeTokenizer, train_tokenizer
 from densevid.training.config import TrainConfig
 from densevid.training.distributed import Dist
@@ -131,6 +132,15 @@ class Finetune(Objective):
             captions = [e.text for v in self.train_videos.values() for e in v.events]
             model_cfg.concepts, model_cfg.caption_idf = concept_vocabulary(
                 captions, model_cfg.n_concepts
+            )
+        if model_cfg.n_proposal_anchors > 0:
+            model_cfg.proposal_anchors = anchor_lengths(
+                [
+                    (e.end - e.start) / float(v.duration)
+                    for v in self.train_videos.values()
+                    for e in v.events
+                ],
+                model_cfg.n_proposal_anchors,
             )
         tt = TimeTokenizer(tokenizer, model_cfg.n_time_tokens)
         probe = self._probe(model_cfg, tt)

@@ -124,6 +124,7 @@ class Objective:
             cfg.event_loss_weight,
             cfg.time_sigma,
             cfg.concept_loss_weight,
+            cfg.proposal_loss_weight,
         )
 
     def evaluate(self, model: DenseVideoModel) -> dict[str, float] | None:

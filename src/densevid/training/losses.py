@@ -17,6 +17,7 @@ from densevid.concepts import concept_loss
 from densevid.events import Event
 from densevid.inputs import IGNORE_INDEX, model_inputs
 from densevid.model import unwrap
+from densevid.proposals import proposal_loss, proposal_outputs
 
 
 def compute_loss(
@@ -26,15 +27,19 @@ def compute_loss(
     event_loss_weight: float = 0.0,
     time_sigma: float = 0.0,
     concept_loss_weight: float = 0.0,
+    proposal_loss_weight: float = 0.0,
 ) -> tuple[torch.Tensor, int]:
     """Token-mean cross-entropy (with label smoothing; time tokens' targets spread
     over neighbouring bins with ``time_sigma``) and the token count, plus
     ``event_loss_weight`` x the frame-event loss when the batch has its targets, plus
-    ``concept_loss_weight`` x the concept loss of a model with a concept head."""
+    ``concept_loss_weight`` x the concept loss of a model with a concept head, plus
+    ``proposal_loss_weight`` x the proposal loss of a model with a proposal head."""
     labels = batch["labels"]
     targets = batch.get("frame_targets") if event_loss_weight > 0 else None
     net = unwrap(model)
-    with_visual = concept_loss_weight > 0 and net.concept_head is not None
+    with_concepts = concept_loss_weight > 0 and net.concept_head is not None
+    with_proposals = proposal_loss_weight > 0 and net.proposal_head is not None
+    with_visual = with_concepts or with_proposals
     out = model(
         labels,
         with_frames=targets is not None,
@@ -68,8 +73,10 @@ def compute_loss(
             frames.float(), targets, reduction="none"
         )
         loss = loss + event_loss_weight * (bce * mask).sum() / (3 * mask.sum())
-    if visual is not None:
+    if visual is not None and with_concepts:
         loss = loss + concept_loss_weight * _concept_loss(net, batch, visual)
+    if visual is not None and with_proposals:
+        loss = loss + proposal_loss_weight * _proposal_loss(net, batch, visual)
     return loss, int((labels != IGNORE_INDEX).sum())
 
 
@@ -94,6 +101,20 @@ def _concept_loss(net: Any, batch: Mapping[str, Any], visual: torch.Tensor):
         events,
         batch["durations"].tolist(),
         net.config.concepts,
+    )
+
+
+def _proposal_loss(net: Any, batch: Mapping[str, Any], visual: torch.Tensor):
+    """The proposal loss, its targets from the item's events (``label_events``), as
+    fractions of the item's duration."""
+    durations = batch["durations"].tolist()
+    spans = [
+        [(e.start / d, e.end / d) for e in v]
+        for v, d in zip(label_events(net, batch), durations, strict=True)
+    ]
+    outputs = proposal_outputs(net.proposal_head, visual)
+    return proposal_loss(
+        outputs, batch["visual_mask"], spans, net.config.proposal_anchors
     )
 
 
