@@ -3,6 +3,7 @@
 Layout (one directory per extractor, one video per file pair)::
 
     FEATURES/<extractor>/<video_id>.npy    dense stream, shape [T, D], float16/float32
+                                           (uint8 for ``frames``: pixels themselves)
     FEATURES/<extractor>/<video_id>.json   its sidecar: {"extractor", "fps", "dim",
                                            "duration", "n_frames", "timestamps", ...}
     FEATURES/<speech extractor>/<video_id>.json
@@ -37,7 +38,7 @@ from densevid.errors import DensevidError
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-DTYPES = (np.float16, np.float32)
+DTYPES = (np.float16, np.float32, np.uint8)
 SPEECH_KEYS = ("start", "end", "text")
 
 
@@ -67,7 +68,8 @@ def save_features(
         root: the FEATURES directory.
         extractor: registry name, the sub-directory (e.g. "pixels").
         video_id: the video file's stem.
-        array: (T, D) float16 or float32 (other float types are cast to float32).
+        array: (T, D) float16, float32 or uint8 (other float types are cast to
+            float32).
         meta: sidecar fields; must hold "fps" and "duration". "extractor", "dim",
             "n_frames" and "dtype" are filled in from the arguments.
 

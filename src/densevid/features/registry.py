@@ -225,6 +225,13 @@ def _register_builtins() -> None:
             default_dim=None,
         ),
         ExtractorInfo(
+            "frames",
+            "visual",
+            "densevid.features.frames:FramesExtractor",
+            "decoded frames themselves (uint8), for a model's own visual encoder",
+            default_fps=2.0,
+        ),
+        ExtractorInfo(
             "clip",
             "visual",
             "densevid.features.clip:ClipExtractor",
