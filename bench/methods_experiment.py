@@ -29,7 +29,10 @@ references' log-likelihood):
   one captioning the reference segments;
 - ``ensemble-average`` / ``ensemble-select``: the ``concepts`` runs of two seeds as
   one ensemble, captions from the averaged probabilities or chosen per event
-  (``densevid predict --select``).
+  (``densevid predict --select``);
+- ``late``: MDVC's late fusion as an ensemble of the same seed's ``scratch``,
+  ``audio`` and ``speech`` runs, their next-token distributions averaged;
+  ``scratch-ensemble``, its control: the ``scratch`` runs of seeds 0, 1 and 2.
 
 Runs are resumable (an arm whose scores exist is read back), ``--jobs`` at once.
 
@@ -120,6 +123,11 @@ def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
         checkpoints = [str(out / f"scratch_seed{seed}" / "last")]
     if name.startswith("ensemble"):
         checkpoints = [str(out / f"concepts_seed{s}" / "last") for s in args.seeds]
+    if name == "late":  # one model per stream beside the frames, mixed at the output
+        runs = ("scratch", "audio", "speech")
+        checkpoints = [str(out / f"{r}_seed{seed}" / "last") for r in runs]
+    if name == "scratch-ensemble":  # late's control: as many members, frames only
+        checkpoints = [str(out / f"scratch_seed{s}" / "last") for s in range(3)]
     if name in ("ml", "scst-soda", "scst-f1", "scst-mean"):
         sets = [f"init={args.init}", f"lr={args.lr}", "warmup_steps=20"]
         sets.append("min_lr_ratio=1.0")
@@ -175,7 +183,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = []
     for name in args.arms:
-        once = name in ("joint", "segments") or name.startswith("ensemble")
+        once = name in ("joint", "segments", "scratch-ensemble")
+        once = once or name.startswith("ensemble")
         seeds = [0] if once else args.seeds  # deterministic given their inputs
         jobs += [(name, s) for s in seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
