@@ -241,8 +241,17 @@ def _variant_patterns() -> list[tuple[re.Pattern[str], str]]:
 def narration(scene: Scene, rng: np.random.Generator) -> list[tuple[float, float, str]]:
     """Timed narration cues ``(start, end, text)``: some events paraphrased with
     shifted, jittered times, plus unrelated chatter; sorted, never overlapping."""
+    return [cue[:3] for cue in narration_links(scene, rng)]
+
+
+def narration_links(
+    scene: Scene, rng: np.random.Generator
+) -> list[tuple[float, float, str, int | None]]:
+    """``narration``'s cues, each with the index in ``scene.actions`` of the event
+    it paraphrases (None for chatter): the ground truth of search by paraphrase
+    (bench/search_experiment.py). Draws from ``rng`` exactly as ``narration``."""
     cues = []
-    for action in scene.actions:
+    for index, action in enumerate(scene.actions):
         if rng.random() >= P_NARRATE:
             continue
         obj = scene.objects[action.obj]
@@ -253,21 +262,22 @@ def narration(scene: Scene, rng: np.random.Generator) -> list[tuple[float, float
             new=action.new_colour or "",
         )
         start = action.start + rng.uniform(*NARRATION_SHIFT_S)
-        cues.append((start, _speech_length(text, rng), text))
+        cues.append((start, _speech_length(text, rng), text, index))
     n_chatter = 1 + rng.poisson(scene.duration / CHATTER_EVERY_S)
     for _ in range(n_chatter):
         text = _pick(rng, CHATTER)
-        cues.append((rng.uniform(0, scene.duration), _speech_length(text, rng), text))
+        start = rng.uniform(0, scene.duration)
+        cues.append((start, _speech_length(text, rng), text, None))
     cues.sort(key=lambda c: c[0])
-    out: list[tuple[float, float, str]] = []
+    out: list[tuple[float, float, str, int | None]] = []
     t_free = 0.0
-    for start, length, text in cues:
+    for start, length, text, index in cues:
         start = max(start, t_free, 0.0)
         end = min(start + length, scene.duration)
         if end - start < CUE_LENGTH_S[0] * 0.75:
             continue
         start, end = round(start, 3), round(end, 3)
-        out.append((start, end, text))
+        out.append((start, end, text, index))
         t_free = end + CUE_GAP_S
     return out
 

@@ -34,7 +34,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from densevid.checkpoint import load_model
+from densevid.checkpoint import load_model, save_model
 from densevid.device import resolve_device
 from densevid.model import DenseVideoModel, unwrap
 from densevid.text import load_tokenizer
@@ -98,6 +98,14 @@ class Objective:
     def build_model(self, ctx: RunContext) -> DenseVideoModel:
         """A new model (the run is not resuming), on the CPU."""
         raise NotImplementedError
+
+    def load(self, path: Path) -> torch.nn.Module:
+        """The model of a checkpoint this objective saved (resuming ``last``)."""
+        return load_model(path)
+
+    def save(self, model: torch.nn.Module, path: Path) -> None:
+        """Writes the model's part of a checkpoint (``save`` reads it back)."""
+        save_model(model, path)  # type: ignore[arg-type]
 
     def prepare(self, model: DenseVideoModel, ctx: RunContext, resuming: bool) -> None:
         """Checks the model against the data and readies what does not depend on the
@@ -237,7 +245,7 @@ def _run(
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if resuming:
-        model = load_model(last)
+        model = objective.load(last)
         logger.info("resuming from %s", last)
     else:
         model = objective.build_model(ctx)
@@ -288,6 +296,7 @@ def _run(
             target,
             average.tensors() if average is not None else None,
             ranks_rng,
+            write_model=objective.save,
         )
 
     def averaged() -> AbstractContextManager[None]:

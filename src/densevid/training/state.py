@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -206,11 +206,15 @@ def save_checkpoint(
     target: Path,
     tensors_extra: Mapping[str, torch.Tensor] | None = None,
     ranks_rng: tuple[dict[str, torch.Tensor], list[Any]] | None = None,
+    *,
+    write_model: Callable[[Any, Path], None] = save_model,
 ) -> None:
-    """Writes a complete checkpoint beside ``target`` and renames it into place."""
+    """Writes a complete checkpoint beside ``target`` and renames it into place;
+    ``write_model`` writes the model's files (another objective's model has its
+    own)."""
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_model(model, tmp)
+    write_model(model, tmp)
     save_training_state(
         tmp, optimizer, scheduler, step, extra, tensors_extra, ranks_rng
     )
