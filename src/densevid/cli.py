@@ -18,7 +18,7 @@ from dataclasses import MISSING, fields
 from typing import Any
 
 from densevid import __version__
-from densevid.config import METHODS, DecodingOptions, parse_value
+from densevid.config import METHODS, DecodingOptions, ProposalOptions, parse_value
 from densevid.errors import DensevidError, plural
 
 logger = logging.getLogger("densevid")
@@ -113,6 +113,14 @@ DECODING_HELP = {
     "this many bins either side of the chosen one (0: the bin itself)",
     "eos_bias": "added to the score of ending the list of events at every step: "
     "below 0 (e.g. -2) more, less certain events (recall for precision)",
+}
+# ProposalOptions' fields as flags of predict --two-stage
+PROPOSAL_HELP = {
+    "min_score": "with --two-stage: drop proposals whose objectness is below this "
+    "(each video keeps its best one)",
+    "nms_threshold": "with --two-stage: drop a proposal overlapping a better one by "
+    "more than this tIoU (non-maximum suppression)",
+    "max_proposals": "with --two-stage: the most proposals captioned per video",
 }
 FLAG_CHOICES = {"method": list(METHODS)}
 FLAG_ALIASES = {"constrained": "--no-constraint"}  # the flag's earlier name
@@ -631,7 +639,10 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "  densevid predict runs/a/best runs/b/best --features feats/ "
         "--annotations test.json -o preds.json   (an ensemble)\n"
         "  densevid predict runs/synth/best --features feats/ "
-        "--annotations test.json --segments test.json -o captions.json",
+        "--annotations test.json --segments test.json -o captions.json\n"
+        "  densevid predict runs/proposals/last --features feats/ "
+        "--annotations test.json --two-stage -o preds.json   (proposals, then "
+        "captions)",
     )
     p.add_argument(
         "checkpoints",
@@ -661,9 +672,32 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "and the caption naming the most predicted concepts (then the largest IDF) "
         "is kept, instead of one caption from the averaged probabilities",
     )
+    p.add_argument(
+        "--two-stage",
+        action="store_true",
+        help="the two-stage baseline (BMT, MDVC): the model's proposal head "
+        "(trained with model.n_proposal_anchors) finds segments, then the model "
+        "captions each one as with --segments",
+    )
+    add_dataclass_flags(p, ProposalOptions, PROPOSAL_HELP)
     add_dataclass_flags(p, DecodingOptions, DECODING_HELP)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def _check_predict(args: argparse.Namespace) -> ProposalOptions:
+    """The proposal options of ``predict``; bad combinations of its flags refused."""
+    proposals = dataclass_from_flags(ProposalOptions, args).verify()
+    if args.two_stage and (args.segments or args.select):
+        raise DensevidError(
+            "--two-stage captions its own proposals: not with --segments or --select"
+        )
+    if not args.two_stage and proposals != ProposalOptions():
+        raise DensevidError(
+            "--min-score, --nms-threshold and --max-proposals choose the proposals "
+            "of --two-stage: add --two-stage"
+        )
+    return proposals
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -673,9 +707,13 @@ def run_predict(args: argparse.Namespace) -> int:
     from densevid.decoding import decode_dataset
     from densevid.events import load_annotations, save_submission
     from densevid.features.cache import has_features
+    from densevid.proposals import check_proposal_model, propose_dataset
 
     options = dataclass_from_flags(DecodingOptions, args).verify()
+    proposal_options = _check_predict(args)
     model = load_models(args.checkpoints, device=args.device)
+    if args.two_stage:
+        check_proposal_model(model)
     videos = load_annotations(args.annotations)
     cfg = model.config
     streams = list(cfg.visual_streams)
@@ -703,6 +741,11 @@ def run_predict(args: argparse.Namespace) -> int:
     segments = _load_segments(args.segments, videos) if args.segments else None
     dataset = VideoDataset(videos, args.features, cfg, model.time_tokenizer)
     dataset.check_options(cfg)
+    if args.two_stage:
+        found = propose_dataset(
+            model, dataset, proposal_options, batch_size=args.batch_size
+        )
+        segments = {k: [(s, e) for s, e, _ in v] for k, v in found.items()}
     preds, stats = decode_dataset(
         model,
         dataset,

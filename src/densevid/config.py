@@ -353,3 +353,34 @@ class DecodingOptions:
     @property
     def n_beams(self) -> int:
         return 1 if self.method == "greedy" else self.beam_size
+
+
+@dataclass(frozen=True)
+class ProposalOptions:
+    """How the two-stage baseline chooses its proposals (``densevid.proposals``);
+    change per call with ``dataclasses.replace``.
+
+    Attributes:
+        min_score: proposals whose objectness probability is below this are
+            dropped (the best one is kept whatever its score, so every video gets
+            at least one event).
+        nms_threshold: a proposal whose tIoU with a better-scored kept one
+            exceeds this is suppressed.
+        max_proposals: the most proposals kept per video.
+    """
+
+    min_score: float = 0.5
+    nms_threshold: float = 0.5
+    max_proposals: int = 10
+
+    def verify(self) -> ProposalOptions:
+        """Checks every option at once; returns self for chaining."""
+        if not 0 <= self.min_score <= 1:
+            raise DensevidError(f"min_score must be in [0, 1]: {self.min_score}")
+        if not 0 < self.nms_threshold <= 1:
+            raise DensevidError(
+                f"nms_threshold must be in (0, 1]: {self.nms_threshold}"
+            )
+        if self.max_proposals < 1:
+            raise DensevidError(f"max_proposals must be >= 1: {self.max_proposals}")
+        return self

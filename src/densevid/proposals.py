@@ -22,49 +22,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from densevid.config import ProposalOptions
 from densevid.errors import DensevidError
 from densevid.inputs import collate, model_inputs, to_device
 
 N_OUTPUTS = 3  # per anchor: objectness, centre offset (frames), log-length ratio
 IGNORE_TIOU = 0.5  # an unassigned anchor this close to an event is no negative
 MIN_LENGTH = 1e-3  # shortest event length (fraction of the video) a target takes
-
-
-@dataclass(frozen=True)
-class ProposalOptions:
-    """How proposals are chosen; change per call with ``dataclasses.replace``.
-
-    Attributes:
-        min_score: proposals whose objectness probability is below this are
-            dropped (the best one is kept whatever its score, so every video gets
-            at least one event).
-        nms_threshold: a proposal whose tIoU with a better-scored kept one
-            exceeds this is suppressed.
-        max_proposals: the most proposals kept per video.
-    """
-
-    min_score: float = 0.5
-    nms_threshold: float = 0.5
-    max_proposals: int = 10
-
-    def verify(self) -> ProposalOptions:
-        """Checks every option at once; returns self for chaining."""
-        if not 0 <= self.min_score <= 1:
-            raise DensevidError(f"min_score must be in [0, 1]: {self.min_score}")
-        if not 0 < self.nms_threshold <= 1:
-            raise DensevidError(
-                f"nms_threshold must be in (0, 1]: {self.nms_threshold}"
-            )
-        if self.max_proposals < 1:
-            raise DensevidError(f"max_proposals must be >= 1: {self.max_proposals}")
-        return self
 
 
 def anchor_lengths(lengths: Sequence[float], n: int) -> list[float]:
