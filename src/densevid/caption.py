@@ -212,7 +212,9 @@ def extract_streams(
         if result.is_speech:
             streams[name] = result.segments
         else:
-            array = np.asarray(result.array, dtype=np.float32)
+            array = np.asarray(result.array)
+            if array.dtype != np.uint8:  # raw frames stay uint8
+                array = array.astype(np.float32)
             if raw is not None:
                 raw[name] = array
             if name == cfg.visual_features:  # one stream: its blocks

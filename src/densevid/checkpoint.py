@@ -40,6 +40,17 @@ INIT_SWITCHABLE = (
     "dropout",
     "interpolate_frames",
 )
+# ... and, when the run reads frames (a visual encoder trained end to end, warm
+# started from a frozen-feature checkpoint), the fields of its encoder and input;
+# weights whose shapes then differ (the temporal encoder's input layer) start fresh
+FRAMES_SWITCHABLE = (
+    "visual_encoder",
+    "encoder_width",
+    "encoder_dim",
+    "frame_shape",
+    "visual_blocks",
+    "standardize",
+)
 
 
 def save_model(model: DenseVideoModel, out_dir: str | os.PathLike) -> None:
@@ -143,10 +154,15 @@ def init_model(
     """
     src = load_model(checkpoint)
     new = ModelConfig.from_dict(src.config.to_dict())
+    frames = config is not None and config.reads_frames
     if config is not None:
-        for name in INIT_SWITCHABLE:
+        switchable = INIT_SWITCHABLE + (FRAMES_SWITCHABLE if frames else ())
+        for name in switchable:
             setattr(new, name, getattr(config, name))
-        fixed = {"lm_config", "vocab_size", "visual_dim", "audio_dim", *INIT_SWITCHABLE}
+        if frames and new.visual_encoder != src.config.visual_encoder:
+            new.encoder_config = {}  # a new encoder: built from its hub name
+        fixed = {"lm_config", "vocab_size", "visual_dim", "audio_dim", *switchable}
+        fixed |= {"encoder_config", "domain_stats"} if frames else set()
         ignored = [
             f.name
             for f in fields(ModelConfig)
@@ -175,5 +191,25 @@ def init_model(
             )
     new.lm_config = dict(new.lm_config, dropout_rate=new.dropout)
     model = build_model(new, src.tokenizer)
-    model.load_state_dict(src.state_dict())
+    if frames:
+        fresh = load_matching(model, src.state_dict())
+        if fresh:
+            logger.warning(
+                "init from %s: %d tensors start fresh (not in the checkpoint or "
+                "of another shape): %s",
+                checkpoint,
+                len(fresh),
+                ", ".join(fresh[:8]) + (" ..." if len(fresh) > 8 else ""),
+            )
+    else:
+        model.load_state_dict(src.state_dict())
     return model.train()
+
+
+def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Loads the tensors of ``state`` whose name and shape the model has; returns
+    the names of the model's tensors left as they were."""
+    own = model.state_dict()
+    take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(take, strict=False)
+    return sorted(set(own) - set(take))

@@ -181,6 +181,17 @@ class ModelConfig:
             (``densevid.proposals``, the two-stage baseline); 0: no head.
         proposal_anchors: the anchors' lengths, fractions of the video (training
             fills them: quantiles of the training events' relative lengths).
+        visual_encoder: with ``visual_features: frames``, the network that turns
+            each row of raw frames into an embedding, trained with the captioner
+            (``densevid.visual_encoder``): ``cnn`` (a small CNN from scratch, the
+            default) or ``hf:NAME`` (a pretrained CLIP vision tower, hub name or
+            directory). Empty for feature rows.
+        encoder_width, encoder_dim: the ``cnn`` encoder's first-layer channels
+            (doubled per stride-2 stage) and its embedding size.
+        frame_shape: (substeps, size, size, 3) of a frames row (filled in when
+            the model is built, from the stream's sidecar).
+        encoder_config: a pretrained encoder's transformers config (filled in
+            when built, so a checkpoint loads without the hub).
         domain_stats: statistics of the training videos' visual features
             (``densevid.domain.DomainStats``), recorded by ``densevid train``;
             captioning warns when a video's features lie far outside them. Empty
@@ -230,6 +241,12 @@ class ModelConfig:
     caption_idf: dict[str, float] = field(default_factory=dict)
     n_proposal_anchors: int = 0
     proposal_anchors: list[float] = field(default_factory=list)
+    # end to end: a visual encoder over raw frames (densevid.visual_encoder)
+    visual_encoder: str = ""
+    encoder_width: int = 32
+    encoder_dim: int = 256
+    frame_shape: list[int] = field(default_factory=list)
+    encoder_config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.visual_features, list | tuple):
@@ -269,6 +286,58 @@ class ModelConfig:
                 "model config: n_proposal_anchors must be >= 0 and proposal_anchors "
                 f"in (0, 1]: {self.n_proposal_anchors}, {self.proposal_anchors}"
             )
+
+        self._check_frames()
+
+    def _check_frames(self) -> None:
+        """A model reading frames (``visual_features: frames``) has an encoder and
+        none of the options that only make sense for feature rows."""
+        if not self.reads_frames:
+            if self.visual_encoder:
+                raise DensevidError(
+                    "model config: visual_encoder reads raw frames: set "
+                    f"visual_features to 'frames' (it is {self.visual_features!r})"
+                )
+            return
+        self.visual_encoder = self.visual_encoder or "cnn"
+        if self.visual_encoder != "cnn" and not self.visual_encoder.startswith("hf:"):
+            raise DensevidError(
+                "model config: visual_encoder must be 'cnn' or 'hf:NAME': "
+                f"{self.visual_encoder!r}"
+            )
+        for name, bad in (
+            ("visual_blocks", bool(self.visual_blocks)),
+            ("standardize", self.standardize),
+        ):
+            if bad:
+                raise DensevidError(
+                    f"model config: {name} applies to feature rows; a model reading "
+                    "frames learns its own encoder: leave it unset (set "
+                    f"model.{name}={'[]' if name == 'visual_blocks' else 'false'})"
+                )
+        if self.encoder_width < 1 or self.encoder_dim < 1:
+            raise DensevidError(
+                "model config: encoder_width and encoder_dim must be >= 1"
+            )
+
+    @property
+    def reads_frames(self) -> bool:
+        """The visual stream is raw frames through the model's own encoder."""
+        return self.visual_features == "frames"
+
+    @property
+    def input_dim(self) -> int:
+        """The width of a visual row the model takes: a frames row's pixels, or
+        the feature dimension."""
+        if self.reads_frames and self.frame_shape:
+            return math.prod(self.frame_shape)
+        return self.visual_dim
+
+    @property
+    def interpolates(self) -> bool:
+        """Frame slots blend the rows around them (``interpolate_frames``); raw
+        frames are never blended: a slot takes the nearest row."""
+        return self.interpolate_frames and not self.reads_frames
 
     @property
     def visual_streams(self) -> list[str]:

@@ -248,7 +248,7 @@ class VideoDataset(torch.utils.data.Dataset):
 
         found = self.extractor_options()
         dims = {
-            model_config.visual_features: model_config.visual_dim,
+            model_config.visual_features: model_config.input_dim,
             model_config.audio_features: model_config.audio_dim,
         }
         for name, trained in model_config.extractor_options.items():
@@ -282,7 +282,7 @@ class VideoDataset(torch.utils.data.Dataset):
         mirrored = None
         if extractor == self.config.visual_features:
             where = f"{self.root}/{extractor}"
-            if self.hflip > 0:
+            if self.hflip > 0 and not self.config.reads_frames:
                 mirrored = select_blocks(
                     mirror_features(array, meta, where),
                     meta,
@@ -291,7 +291,9 @@ class VideoDataset(torch.utils.data.Dataset):
                 )
             array = select_blocks(array, meta, self.config.visual_blocks, where)
         stream = Stream(
-            np.asarray(array, dtype=np.float32),
+            np.asarray(
+                array, dtype=np.uint8 if array.dtype == np.uint8 else np.float32
+            ),
             row_times(meta, array.shape[0], float(video.duration)),
             mirrored,
         )
@@ -379,8 +381,12 @@ class VideoDataset(torch.utils.data.Dataset):
         visual = self._joined(cfg.visual_features, parts, offsets, flip)
         item["visual"] = sample_frames(
             visual.array, visual.times, start, end, cfg.n_frames,
-            cfg.interpolate_frames,
+            cfg.interpolates,
         )  # fmt: skip
+        if flip and cfg.reads_frames:  # raw frames: flip the sampled ones, no copy
+            from densevid.features.frames import mirror_frame_rows
+
+            item["visual"] = mirror_frame_rows(item["visual"], cfg.frame_shape)
         if cfg.use_audio:
             audio = self._joined(cfg.audio_features, parts, offsets, False)
             item["audio"] = sample_frames(

@@ -133,7 +133,7 @@ def make_item(
     item: dict[str, Any] = {"video_id": video_id, "duration": end - start}
     array, times = streams[cfg.visual_features]
     item["visual"] = sample_frames(
-        array, times, start, end, cfg.n_frames, cfg.interpolate_frames
+        array, times, start, end, cfg.n_frames, cfg.interpolates
     )
     if cfg.use_audio:
         array, times = streams[cfg.audio_features]
@@ -158,10 +158,12 @@ def make_item(
 
 
 def _pad_stack(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(T_i, D) arrays -> ([B, T_max, D] zero-padded, [B, T_max] bool mask)."""
+    """(T_i, D) arrays -> ([B, T_max, D] zero-padded, [B, T_max] bool mask);
+    float32, or uint8 for uint8 arrays (raw frames stay a quarter of the size)."""
     width = max(a.shape[0] for a in arrays)
     dim = arrays[0].shape[1]
-    out = torch.zeros(len(arrays), width, dim)
+    dtype = torch.uint8 if arrays[0].dtype == np.uint8 else torch.float32
+    out = torch.zeros(len(arrays), width, dim, dtype=dtype)
     mask = torch.zeros(len(arrays), width, dtype=torch.bool)
     for i, a in enumerate(arrays):
         out[i, : a.shape[0]] = torch.from_numpy(np.ascontiguousarray(a))

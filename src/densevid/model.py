@@ -29,6 +29,7 @@ from densevid.errors import DensevidError
 from densevid.events import VideoEvents
 from densevid.inputs import IGNORE_INDEX
 from densevid.text import TimeTokenizer, add_time_tokens
+from densevid.visual_encoder import FrameEncoder, build_frame_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +194,11 @@ class DenseVideoModel(nn.Module):
         self.config = config
         self.lm = lm
         d = lm.config.d_model
+        # a model reading raw frames embeds each row itself, trained with the rest
+        # (end to end); the embeddings take the place of feature rows
+        self.frame_encoder: FrameEncoder | None = (
+            build_frame_encoder(config) if config.reads_frames else None
+        )
         self.visual = TemporalEncoder(
             config.visual_dim,
             d,
@@ -275,7 +281,8 @@ class DenseVideoModel(nn.Module):
         """Encodes every stream and concatenates them along time.
 
         Args:
-            visual: [B, F, D_v] frame features; visual_mask: [B, F] bool.
+            visual: [B, F, D_v] frame features, or [B, F, S*H*W*3] uint8 frames
+                for a model reading frames; visual_mask: [B, F] bool.
             audio: [B, Fa, D_a]; audio_mask: [B, Fa] (when the model has audio).
             speech_ids: [B, S] token ids; speech_mask: [B, S] (when it has speech).
 
@@ -284,7 +291,7 @@ class DenseVideoModel(nn.Module):
         """
         cfg = self.config
         for name, x, dim, extractor in (
-            ("visual", visual, cfg.visual_dim, cfg.visual_features),
+            ("visual", visual, cfg.input_dim, cfg.visual_features),
             ("audio", audio, cfg.audio_dim, cfg.audio_features),
         ):
             if x is not None and dim and x.shape[-1] != dim:
@@ -293,6 +300,8 @@ class DenseVideoModel(nn.Module):
                     f"reads {dim}-d: extracted by another version of the extractor "
                     "or with other options than the model was trained on"
                 )
+        if self.frame_encoder is not None:
+            visual = self.frame_encoder(visual, visual_mask)  # (B, F, D_v)
         states = [self.visual(visual, visual_mask)]
         masks = [visual_mask]
         if isinstance(self.lm.lm_head, TimePointerHead):
@@ -431,7 +440,7 @@ def build_model(config: ModelConfig, tokenizer: Any) -> DenseVideoModel:
     Fills ``config.vocab_size`` and ``config.lm_config`` so the saved config.json is
     complete.
     """
-    if config.visual_dim < 1:
+    if config.visual_dim < 1 and not config.reads_frames:
         raise DensevidError("model config: visual_dim must be set (feature dimension)")
     config.time_offset = add_time_tokens(tokenizer, config.n_time_tokens)
     vocab_size = len(tokenizer)

@@ -60,6 +60,14 @@ class RunConfig:
     # time-token targets spread over neighbouring bins (Gaussian, sigma in bins):
     # a start one bin off costs less than one fifty bins off; 0 = one-hot
     time_sigma: float = 0.0
+    # end to end (a model reading frames, model.visual_encoder): frames per video
+    # that go through the visual encoder with gradients each step (chosen at
+    # random; the others without; 0: all), the encoder's activations recomputed
+    # in the backward pass instead of kept, and its learning rate as a fraction of
+    # lr (a pretrained encoder is fine-tuned gently)
+    frames_in_backward: int = 0
+    gradient_checkpointing: bool = False
+    encoder_lr_ratio: float = 1.0
     # decay of an exponential moving average of the weights, which is what is
     # validated and saved as OUTPUT/best (OUTPUT/last keeps both); 0 = off
     ema: float = 0.0
@@ -90,6 +98,11 @@ class RunConfig:
             raise DensevidError(f"{kind}: need lr > 0, label_smoothing in [0, 1)")
         if self.time_sigma < 0:
             raise DensevidError(f"{kind}: time_sigma must be >= 0: {self.time_sigma}")
+        if self.frames_in_backward < 0 or self.encoder_lr_ratio <= 0:
+            raise DensevidError(
+                f"{kind}: need frames_in_backward >= 0 and encoder_lr_ratio > 0: "
+                f"{self.frames_in_backward}, {self.encoder_lr_ratio}"
+            )
         if not 0 <= self.ema < 1:
             raise DensevidError(f"{kind}: ema must be in [0, 1): {self.ema}")
         if self.device not in ("auto", "cpu", "cuda"):

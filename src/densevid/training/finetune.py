@@ -112,7 +112,10 @@ class Finetune(Objective):
     def build_model(self, ctx: RunContext) -> DenseVideoModel:
         cfg = self.cfg
         if cfg.init:
-            model = init_model(cfg.init, cfg.model, tokenizer=cfg.tokenizer)
+            model_cfg = cfg.model
+            if model_cfg.reads_frames:  # the encoder's input comes from the data
+                model_cfg = replace(model_cfg, frame_shape=self._frame_shape())
+            model = init_model(cfg.init, model_cfg, tokenizer=cfg.tokenizer)
             logger.info("fine-tuning from %s", cfg.init)
             self._record_inputs(model.config, model.time_tokenizer)
             return model
@@ -144,7 +147,10 @@ class Finetune(Objective):
             )
         tt = TimeTokenizer(tokenizer, model_cfg.n_time_tokens)
         probe = self._probe(model_cfg, tt)
-        model_cfg.visual_dim = probe.feature_dim(model_cfg.visual_features)
+        if model_cfg.reads_frames:  # visual_dim: the encoder's, once it is built
+            model_cfg.frame_shape = self._frame_shape()
+        else:
+            model_cfg.visual_dim = probe.feature_dim(model_cfg.visual_features)
         if len(model_cfg.visual_streams) > 1:
             model_cfg.visual_stream_dims = [
                 probe.feature_dim(name) for name in model_cfg.visual_streams
@@ -161,6 +167,15 @@ class Finetune(Objective):
                 )
         return model
 
+    def _frame_shape(self) -> list[int]:
+        """The (substeps, size, size, 3) rows of the run's frames stream."""
+        from densevid.features.cache import load_features
+        from densevid.features.frames import frame_shape
+
+        video_id = next(iter(self.train_videos))
+        meta = load_features(self.cfg.features, "frames", video_id)[1]
+        return frame_shape(meta, f"{self.cfg.features}/frames")
+
     def _probe(self, model_cfg: ModelConfig, tt: TimeTokenizer) -> VideoDataset:
         return VideoDataset(
             self.train_videos, self.cfg.features, model_cfg, tt, cache=False
@@ -174,9 +189,10 @@ class Finetune(Objective):
         model_cfg.max_duration = max(
             float(v.duration) for v in self.train_videos.values()
         )
-        model_cfg.domain_stats = self.domain_stats(
-            self.cfg.features, model_cfg.visual_streams[0], list(self.train_videos)
-        )
+        if not model_cfg.reads_frames:  # raw pixels: no feature range to check
+            model_cfg.domain_stats = self.domain_stats(
+                self.cfg.features, model_cfg.visual_streams[0], list(self.train_videos)
+            )
 
     @staticmethod
     def domain_stats(
@@ -203,7 +219,7 @@ class Finetune(Objective):
     def prepare(self, model: DenseVideoModel, ctx: RunContext, resuming: bool) -> None:
         cfg, model_cfg, tt = self.cfg, model.config, model.time_tokenizer
         probe = self._probe(model_cfg, tt)
-        streams = [(model_cfg.visual_features, model_cfg.visual_dim)]
+        streams = [(model_cfg.visual_features, model_cfg.input_dim)]
         if model_cfg.use_audio:
             streams.append((model_cfg.audio_features, model_cfg.audio_dim))
         for name, dim in streams:

@@ -169,17 +169,28 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.AdamW:
-    """AdamW; no weight decay on biases, norms and position/embedding tables."""
-    decay, no_decay = [], []
+    """AdamW; no weight decay on biases, norms and position/embedding tables; a
+    visual encoder over frames (its own two groups, after the others) at
+    ``encoder_lr_ratio`` x lr."""
+    decay, no_decay, enc_decay, enc_no_decay = [], [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         flat = p.ndim < 2 or "norm" in name or name.endswith(".pos")
-        (no_decay if flat else decay).append(p)
+        if name.startswith("frame_encoder."):
+            (enc_no_decay if flat else enc_decay).append(p)
+        else:
+            (no_decay if flat else decay).append(p)
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    if enc_decay or enc_no_decay:
+        lr = cfg.lr * cfg.encoder_lr_ratio
+        groups += [
+            {"params": enc_decay, "weight_decay": cfg.weight_decay, "lr": lr},
+            {"params": enc_no_decay, "weight_decay": 0.0, "lr": lr},
+        ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
 
 
@@ -250,6 +261,10 @@ def _run(
     else:
         model = objective.build_model(ctx)
     model.to(device).train()
+    encoder = getattr(model, "frame_encoder", None)
+    if encoder is not None:  # memory of the end-to-end backward
+        encoder.frames_in_backward = cfg.frames_in_backward
+        encoder.checkpointing = cfg.gradient_checkpointing
     objective.prepare(model, ctx, resuming)
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
