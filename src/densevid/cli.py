@@ -1184,6 +1184,183 @@ def run_caption(args: argparse.Namespace) -> int:
     return exit_status(len(done), len(failed) + len(missing))
 
 
+# --- train-matcher, index, search --------------------------------------------------
+
+
+def add_train_matcher(sub: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        sub,
+        "train-matcher",
+        "train the matching model of densevid search: an event's frames against its "
+        "caption, contrastive (a joint video-text embedding)",
+        "densevid train-matcher --config configs/matcher_synthetic.yaml "
+        "--set seed=1\n  densevid train-matcher --config "
+        "configs/matcher_synthetic.yaml --set narration=subtitles",
+    )
+    _add_run_options(p, "densevid.training.matcher.MatcherTrainConfig")
+
+
+def run_train_matcher(args: argparse.Namespace) -> int:
+    from densevid.training.matcher import load_matcher_config, train_matcher
+
+    cfg = load_matcher_config(args.config, _run_overrides(args))
+    _print_summary(train_matcher(cfg, verbose=not args.quiet))
+    return 0
+
+
+def add_index(sub: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        sub,
+        "index",
+        "build a search index of events (video, start, end, caption and the "
+        "matcher's embedding of the event's frames) from predictions or videos",
+        "densevid index preds.json --features feats/ --matcher runs/matcher/best "
+        "-o index/\n  densevid index videos/ --model default --features feats/ "
+        "--matcher runs/matcher/best -o index/   (captions the videos first)",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="VIDEOS_OR_PREDICTIONS",
+        help="prediction files (.json: densevid predict's or caption's output, or "
+        "annotations), or video files and directories to caption and index",
+    )
+    p.add_argument("-o", "--output", required=True, help="the index directory")
+    p.add_argument(
+        "--matcher",
+        required=True,
+        help="matching model (densevid train-matcher's OUTPUT/best)",
+    )
+    p.add_argument(
+        "--features",
+        required=True,
+        help="FEATURES directory with the matcher's stream (for videos: where it "
+        "is extracted, skipping what is there)",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        help="with videos: the captioning model (default: the bundled one)",
+    )
+    p.add_argument(
+        "--vector-index",
+        choices=["auto", "flat", "ivf"],
+        default="auto",
+        help="exact inner product (flat), an inverted file (ivf: approximate, for "
+        "millions of events), or flat up to 200,000 events",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an index")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from densevid.matcher import load_matcher
+    from densevid.search import build_index, index_videos, read_videos_events
+
+    jsons = [p for p in args.inputs if p.lower().endswith(".json")]
+    videos = [p for p in args.inputs if not p.lower().endswith(".json")]
+    if jsons and videos:
+        raise DensevidError("index takes prediction files or videos, not both")
+    if jsons and args.model:
+        raise DensevidError("--model captions videos: not with prediction files")
+    if Path(args.output).exists() and not args.overwrite:
+        raise DensevidError(f"{args.output}: exists; give --overwrite to replace it")
+    matcher = load_matcher(args.matcher, device=args.device)
+    failed = 0
+    if jsons:
+        manifest = build_index(
+            matcher,
+            read_videos_events(jsons),
+            args.features,
+            args.output,
+            vector_index=args.vector_index,
+            overwrite=args.overwrite,
+        )
+    else:
+        from densevid.checkpoint import load_models
+
+        captioner = load_models(args.model or ["default"], device=args.device)
+        manifest, problems = index_videos(
+            captioner,
+            matcher,
+            videos,
+            args.features,
+            args.output,
+            vector_index=args.vector_index,
+            overwrite=args.overwrite,
+            verbose=not args.quiet,
+        )
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        failed = len(problems)
+    print(
+        f"{args.output}: {plural(manifest['n_events'], 'event')} of "
+        f"{plural(manifest['n_videos'], 'video')} ({manifest['vector_index']} "
+        "vector index)"
+    )
+    return exit_status(manifest["n_videos"], failed)
+
+
+def add_search(sub: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        sub,
+        "search",
+        "find the events of an index that best match a sentence: video, start, end, "
+        "score and caption, best first",
+        'densevid search index/ "when does the red circle bounce" -k 5\n'
+        '  densevid search index/ "the square is getting huge" --text-weight 0 '
+        "--json",
+    )
+    p.add_argument("index", help="an index directory (densevid index)")
+    p.add_argument("query", help="what to look for, in words")
+    p.add_argument("-k", type=int, default=10, help="events to return")
+    p.add_argument(
+        "--text-weight",
+        type=float,
+        default=0.5,
+        help="weight of the captions' BM25 match against the embedding's "
+        "(1: caption words only, 0: the joint embedding only)",
+    )
+    p.add_argument(
+        "--n-candidates",
+        type=int,
+        default=100,
+        help="events taken from each ranking before they are combined",
+    )
+    p.add_argument(
+        "--nprobe", type=int, default=32, help="lists searched in an ivf index"
+    )
+    p.add_argument("--json", action="store_true", help="JSON lines, one per event")
+
+
+def run_search(args: argparse.Namespace) -> int:
+    import json
+
+    from densevid.search import SearchOptions, open_index
+
+    options = SearchOptions(
+        k=args.k,
+        text_weight=args.text_weight,
+        n_candidates=args.n_candidates,
+        nprobe=args.nprobe,
+    ).verify()
+    with open_index(args.index) as index:
+        hits = index.search(args.query, options)
+    for hit in hits:
+        if args.json:
+            print(json.dumps(hit.to_dict()))
+        else:
+            print(
+                f"{hit.score:.3f}  {hit.video_id}  {hit.start:.2f}-{hit.end:.2f}  "
+                f"{hit.caption}"
+            )
+    if not hits:
+        print("no event found", file=sys.stderr)
+    return 0
+
+
 # --- main --------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
@@ -1196,6 +1373,9 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "synth": (add_synth, run_synth),
     "pretrain": (add_pretrain, run_pretrain),
     "caption": (add_caption, run_caption),
+    "train-matcher": (add_train_matcher, run_train_matcher),
+    "index": (add_index, run_index),
+    "search": (add_search, run_search),
 }
 
 

@@ -455,3 +455,80 @@ def make_vector_index(faiss: Any, vectors: np.ndarray, kind: str) -> Any:
         index.train(vectors[rng.choice(n, n_train, replace=False)])
     index.add(vectors)
     return index
+
+
+def read_videos_events(paths: Sequence[str | os.PathLike]) -> list[VideoEvents]:
+    """The events of prediction files (submissions: ``densevid predict``'s, or
+    ``caption``'s JSON) or annotation files (the references), in file order; a
+    video in two files is an error."""
+    from densevid.events import load_annotations, load_submission
+
+    out: dict[str, VideoEvents] = {}
+    for path in paths:
+        data = read_json(path)
+        if isinstance(data, dict) and "results" in data:
+            videos = load_submission(path, max_per_video=None)
+        else:
+            videos = load_annotations(path)
+        for vid, video in videos.items():
+            if vid in out:
+                raise DensevidError(f"{path}: video {vid} is in an earlier file too")
+            out[vid] = video
+    return list(out.values())
+
+
+def index_videos(
+    captioner: Any,
+    matcher: MatchingModel,
+    videos: Sequence[str | os.PathLike],
+    features: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    vector_index: str = "auto",
+    overwrite: bool = False,
+    verbose: bool = False,
+) -> tuple[dict[str, Any], list[str]]:
+    """Captions video files and indexes their events, as ``densevid caption``
+    and ``densevid extract`` would: the matcher's stream is extracted into
+    ``features`` with the options it was trained on (what is there is kept), and
+    the captioner reads it from there when it reads the same stream.
+
+    Returns:
+        the manifest, and one line per video that failed.
+    """
+    import torch
+
+    from densevid.caption import caption
+    from densevid.features.extract import extract_features
+    from densevid.files import find_videos
+
+    problems: dict[str, str] = {}
+    paths = find_videos(videos, problems=problems)
+    lines = [f"{p}: {m}" for p, m in problems.items()]
+    if not paths:
+        raise DensevidError("index: no video to caption")
+    cfg = matcher.config
+    report = extract_features(
+        paths,
+        features,
+        [cfg.features],
+        options={cfg.features: cfg.extractor_options.get(cfg.features, {})},
+        verbose=verbose,
+    )
+    bad = report.failed_videos
+    lines += [f"{v}: feature extraction failed" for v in sorted(bad)]
+    done: list[VideoEvents] = []
+    with torch.inference_mode():
+        for path in paths:
+            if path.stem in bad:
+                continue
+            try:
+                done.append(caption(captioner, path, features_dir=features))
+            except DensevidError as e:
+                lines.append(f"{path}: {e}")
+    if not done:
+        raise DensevidError("index: every video failed: " + "; ".join(lines[:3]))
+    manifest = build_index(
+        matcher, done, features, out, vector_index=vector_index, overwrite=overwrite
+    )
+    return manifest, lines
