@@ -23,7 +23,8 @@ references' log-likelihood):
   every stream encoded and concatenated for the decoder's cross-attention);
 - ``two-stage``: the recipe trained from scratch for ``--scratch-steps`` with a
   proposal head (``model.n_proposal_anchors``), then its proposals captioned one by
-  one by the same model (``densevid predict --two-stage``, BMT/MDVC's two stages);
+  one by the same model (``densevid predict --two-stage``, BMT/MDVC's two stages;
+  the proposals' objectness threshold chosen on the validation split);
   ``two-stage-joint``: that checkpoint decoded as the joint model;
   ``two-stage-segments`` / ``scratch-segments``: that checkpoint / the ``scratch``
   one captioning the reference segments;
@@ -98,6 +99,20 @@ def train(
     return str(run_dir / "last")
 
 
+def min_score(args: argparse.Namespace, tag: str, checkpoints: list[str]) -> float:
+    """``--min-score``, or else the proposal threshold of the best F1 on the
+    validation split (bench/proposal_threshold.py), kept in OUT/TAG.threshold.json."""
+    if args.min_score is not None:
+        return args.min_score
+    path = args.out / f"{tag}.threshold.json"
+    if not path.exists():
+        from proposal_threshold import best_min_score, sweep
+
+        rows = sweep(checkpoints[0], str(args.features), str(args.synth / "val.json"))
+        path.write_text(json.dumps({"best": best_min_score(rows), "rows": rows}))
+    return json.loads(path.read_text())["best"]
+
+
 def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
     out: Path = args.out
     tag = f"{name}_seed{seed}"
@@ -145,7 +160,7 @@ def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
     if name.endswith("segments"):
         cmd += ["--segments", str(args.synth / "test.json")]
     if name == "two-stage":
-        cmd += ["--two-stage", "--min-score", str(args.min_score)]
+        cmd += ["--two-stage", "--min-score", str(min_score(args, tag, checkpoints))]
     if name == "ensemble-select":
         cmd += ["--select"]
     log = run(cmd, out / f"{tag}.predict.log")
@@ -173,7 +188,12 @@ def main() -> None:
     parser.add_argument("--scratch-steps", type=int, default=1500)
     parser.add_argument("--concepts", type=int, default=40)
     parser.add_argument("--anchors", type=int, default=4)
-    parser.add_argument("--min-score", type=float, default=0.5)
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        help="two-stage's proposal threshold (default: the best F1 on val)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument(
         "--arms", nargs="+", default=["joint", "segments", "ml", "scst-soda"]
