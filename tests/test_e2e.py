@@ -157,6 +157,11 @@ def test_a_sparse_backward_encodes_the_same_and_keeps_k_frames_per_video():
     enc(rows, mask).sum().backward()
     assert calls == [2 * 3]
     assert enc.net.first_layer.weight.grad.abs().sum() > 0
+    calls.clear()
+    enc.requires_grad_(False)  # frozen (encoder_lr_ratio 0): nothing kept
+    enc(rows, mask)
+    assert calls == []
+    enc.requires_grad_(True)
     with torch.no_grad():  # inference: everything encoded, nothing kept
         torch.testing.assert_close(enc.eval()(rows, mask), full)
 

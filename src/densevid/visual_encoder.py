@@ -156,7 +156,9 @@ class FrameEncoder(nn.Module):
             picked = keys.argsort(dim=1)[:, :k]  # (B, k)
             chosen = torch.zeros_like(mask).scatter_(1, picked, True)
             with_grad = real & chosen.reshape(-1)
-        if not torch.is_grad_enabled():
+        if not torch.is_grad_enabled() or not any(
+            p.requires_grad for p in self.net.parameters()
+        ):  # inference, or a frozen encoder
             with_grad = torch.zeros_like(real)
         out = torch.zeros(b * f, self.dim, device=rows.device)
         rest = torch.nonzero(real & ~with_grad).squeeze(1)

@@ -64,7 +64,7 @@ class RunConfig:
     # that go through the visual encoder with gradients each step (chosen at
     # random; the others without; 0: all), the encoder's activations recomputed
     # in the backward pass instead of kept, and its learning rate as a fraction of
-    # lr (a pretrained encoder is fine-tuned gently)
+    # lr (a pretrained encoder is fine-tuned gently; 0 freezes it)
     frames_in_backward: int = 0
     gradient_checkpointing: bool = False
     encoder_lr_ratio: float = 1.0
@@ -98,9 +98,9 @@ class RunConfig:
             raise DensevidError(f"{kind}: need lr > 0, label_smoothing in [0, 1)")
         if self.time_sigma < 0:
             raise DensevidError(f"{kind}: time_sigma must be >= 0: {self.time_sigma}")
-        if self.frames_in_backward < 0 or self.encoder_lr_ratio <= 0:
+        if self.frames_in_backward < 0 or self.encoder_lr_ratio < 0:
             raise DensevidError(
-                f"{kind}: need frames_in_backward >= 0 and encoder_lr_ratio > 0: "
+                f"{kind}: need frames_in_backward >= 0 and encoder_lr_ratio >= 0: "
                 f"{self.frames_in_backward}, {self.encoder_lr_ratio}"
             )
         if not 0 <= self.ema < 1:

@@ -265,6 +265,8 @@ def _run(
     if encoder is not None:  # memory of the end-to-end backward
         encoder.frames_in_backward = cfg.frames_in_backward
         encoder.checkpointing = cfg.gradient_checkpointing
+        if cfg.encoder_lr_ratio == 0:  # a frozen encoder: the control arm
+            encoder.requires_grad_(False)
     objective.prepare(model, ctx, resuming)
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
