@@ -201,6 +201,15 @@ def test_training_saves_a_frames_model_that_loads_and_predicts_alike(corpus):
     assert state["step"] == 4
 
 
+def test_data_loader_workers_build_the_same_steps(corpus):
+    losses: dict[int, list[float]] = {0: [], 1: []}
+    for workers in (0, 1):
+        cfg = frames_config(corpus, f"workers{workers}", num_workers=workers)
+        cfg = replace(cfg, save_every=0, grad_accum=2, max_steps=3)
+        train(cfg, on_step=lambda step, logs, w=workers: losses[w].append(logs["loss"]))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6) and len(losses[0]) == 3
+
+
 def test_warm_start_from_a_frozen_feature_checkpoint(tmp_path):
     tok = train_tokenizer(CAPTIONS * 3, vocab_size=100, n_time_tokens=20)
     torch.manual_seed(0)

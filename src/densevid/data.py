@@ -278,7 +278,10 @@ class VideoDataset(torch.utils.data.Dataset):
             parts = [self._stream(name, video) for name in extractor.split(",")]
             array, times = join_streams([(p.array, p.times) for p in parts])
             return Stream(array, times)
-        array, meta = load_features(self.root, extractor, video.video_id)
+        # raw frames are mapped, not read: the OS page cache holds them once for
+        # every data-loader worker and every run on the same machine
+        mmap = extractor == "frames"
+        array, meta = load_features(self.root, extractor, video.video_id, mmap=mmap)
         mirrored = None
         if extractor == self.config.visual_features:
             where = f"{self.root}/{extractor}"

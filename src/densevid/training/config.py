@@ -158,6 +158,9 @@ class TrainConfig(RunConfig):
         default_factory=lambda: DecodingOptions(method="greedy")
     )
     val_batch_size: int = 16
+    # processes that build the training items (read, sample, mirror, join, pad)
+    # ahead of the step; 0: the training process itself
+    num_workers: int = 0
     # a checkpoint to fine-tune from (densevid pretrain/train output): architecture,
     # tokenizer and weights come from it (densevid.checkpoint.init_model)
     init: str = ""
@@ -191,8 +194,10 @@ class TrainConfig(RunConfig):
             raise DensevidError(f"{self.KIND}: 'train_annotations' is required")
         if not self.features:
             raise DensevidError(f"{self.KIND}: 'features' (FEATURES dir) is required")
-        if self.val_batch_size < 1:
-            raise DensevidError(f"{self.KIND}: val_batch_size must be >= 1")
+        if self.val_batch_size < 1 or self.num_workers < 0:
+            raise DensevidError(
+                f"{self.KIND}: need val_batch_size >= 1 and num_workers >= 0"
+            )
         if not 0 <= self.concat <= 1 or (self.concat and self.crop):
             raise DensevidError(
                 f"{self.KIND}: concat must be in [0, 1] and not combined with crop: "

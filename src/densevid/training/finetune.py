@@ -10,6 +10,7 @@ Validation: the validation videos decoded with ``TrainConfig.decoding``, scored 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -96,6 +97,22 @@ def validate(
     return scores
 
 
+class EpochItems(torch.utils.data.Dataset):
+    """A ``VideoDataset`` read by (epoch, index) keys: a data-loader worker holds
+    its own copy of the dataset, so the key carries the epoch its step is in."""
+
+    def __init__(self, data: VideoDataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        epoch, index = key
+        self.data.set_epoch(epoch)
+        return self.data[index]
+
+
 class Finetune(Objective):
     """Captions of annotated videos; validated by decoding and scoring."""
 
@@ -107,6 +124,7 @@ class Finetune(Objective):
         self.train_videos = load_annotations(cfg.train_annotations)
         self.val_refs = [load_annotations(p) for p in cfg.val_annotations]
         self.train_set: VideoDataset | None = None
+        self.batches: Iterator[dict[str, Any]] | None = None  # num_workers > 0
         self.val_set: VideoDataset | None = None
 
     def build_model(self, ctx: RunContext) -> DenseVideoModel:
@@ -248,8 +266,40 @@ class Finetune(Objective):
                 first = dict(list(first.items())[: cfg.val_max_videos])
             self.val_set = VideoDataset(first, cfg.features, model_cfg, tt)
 
+    def start(self, step: int) -> None:
+        """With ``num_workers``, a DataLoader whose workers build the items of
+        every step from ``step`` on, ahead of the loop (frames decoded from the
+        cache, sampled, mirrored and joined off the training process)."""
+        assert self.train_set is not None, "prepare() comes first"
+        self.batches = None
+        if self.cfg.num_workers == 0:
+            return
+        loader = torch.utils.data.DataLoader(
+            EpochItems(self.train_set),
+            batch_sampler=self._keys(step),
+            collate_fn=functools.partial(collate, pad_id=self.pad_id),
+            num_workers=self.cfg.num_workers,
+            # the workers' seed comes from this generator, not the global one
+            # that dropout resumes from
+            generator=torch.Generator().manual_seed(self.cfg.seed),
+        )
+        self.batches = iter(loader)
+
+    def _keys(self, step: int) -> Iterator[list[tuple[int, int]]]:
+        """(epoch, index) keys of this process's micro-batches from ``step`` on."""
+        n, cfg, dist = len(self.train_set), self.cfg, self.ctx.dist  # type: ignore[arg-type]
+        for s in range(step, cfg.max_steps):
+            epoch = epoch_of(n, s, cfg, dist)
+            for indices in step_indices(n, s, cfg, dist):
+                yield [(epoch, i) for i in indices]
+
     def micro_batches(self, step: int) -> Iterator[list[Part]]:
         assert self.train_set is not None, "prepare() comes first"
+        if self.batches is not None:
+            for _ in range(self.cfg.grad_accum):
+                batch = next(self.batches)
+                yield [Part("", to_device(batch, self.ctx.device))]
+            return
         data, dist = self.train_set, self.ctx.dist
         data.set_epoch(epoch_of(len(data), step, self.cfg, dist))
         for indices in step_indices(len(data), step, self.cfg, dist):
