@@ -1253,8 +1253,15 @@ def add_index(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
+def _quiet_faiss() -> None:
+    """faiss logs which of its builds it loads at INFO: not the user's business."""
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+
+
 def run_index(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    _quiet_faiss()
 
     from densevid.matcher import load_matcher
     from densevid.search import build_index, index_videos, read_videos_events
@@ -1339,6 +1346,8 @@ def run_search(args: argparse.Namespace) -> int:
     import json
 
     from densevid.search import SearchOptions, open_index
+
+    _quiet_faiss()
 
     options = SearchOptions(
         k=args.k,

@@ -429,7 +429,7 @@ def write_index(
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    logger.info(
+    logger.debug(
         "%s: %s of %s (%s index)",
         out,
         plural(n, "event"),
