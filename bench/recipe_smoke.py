@@ -81,9 +81,12 @@ def dataset_of(config: Path) -> str:
     return name
 
 
-def write_stand_in(recipe: dict, dataset: str, root: Path, n_videos: int) -> None:
-    """Annotations of ``n_videos`` real videos per split and random features for
-    every stream the recipe's model reads, with the stream's true row rate."""
+def write_stand_in(
+    recipe: dict, dataset: str, root: Path, n_videos: int, shared: Path = SHARED
+) -> None:
+    """Annotations of ``n_videos`` real videos per split (from the reference data in
+    ``shared``) and random features for every stream the recipe's model reads, with
+    the stream's true row rate."""
     rng = np.random.default_rng(0)
     model = recipe.get("model", {})
     visual = model.get("visual_features", "pixels")
@@ -92,7 +95,7 @@ def write_stand_in(recipe: dict, dataset: str, root: Path, n_videos: int) -> Non
     speech = model.get("speech_features", "")
     sources = root / "sources"
     for split, rel in zip(("train", "val"), DATASETS[dataset], strict=True):
-        videos = list(load_annotations(SHARED / rel).values())[:n_videos]
+        videos = list(load_annotations(shared / rel).values())[:n_videos]
         save_annotations(videos, root / f"{split}.json")
         for video in videos:
             duration = float(video.duration)
