@@ -61,7 +61,7 @@ def rows(n: int, d: int, rng: np.random.Generator):
             Event(2.0 * i, 2.0 * i + 1.5, " ".join(rng.choice(WORDS, 6)))
             for i in range(m)
         )
-        yield VideoEvents(f"v{v // EVENTS_PER_VIDEO:07d}", events, 30.0), vecs
+        yield VideoEvents(f"v{v // EVENTS_PER_VIDEO:07d}", events, 30.0), vecs, None
 
 
 def dir_size(path: Path) -> int:

@@ -170,13 +170,52 @@ def test_the_embedding_finds_an_event_whose_caption_lacks_the_words(
             assert found == [CAPTIONS[0]] * 4, w
 
 
+def test_hierarchical_matching_trains_indexes_frames_and_finds_by_them(
+    corpus, tmp_path
+):
+    model = dict(TINY, hierarchical=True)
+    summary = train_matcher(tiny_config(corpus, "fine", model=model))
+    assert summary["val"]["loss"] < 2.0
+    matcher = load_matcher(corpus / "fine" / "best")
+    videos = [
+        replace(v, events=tuple(replace(e, text="zzz qqq") for e in v.events))
+        for v in read_videos_events([corpus / "train.json"])
+    ]
+    manifest = build_index(matcher, videos, corpus / "features", tmp_path / "x")
+    assert manifest["hierarchical"]
+    frames = np.load(tmp_path / "x" / "frames.npy")
+    assert frames.shape == (24, TINY["n_frames"], TINY["d_embed"])
+    truth = {
+        (v.video_id, e.start): e.text
+        for v in read_videos_events([corpus / "train.json"])
+        for e in v.events
+    }
+    with open_index(tmp_path / "x") as index:
+        hits = index.search("a red ball bounces", k=4, text_weight=0.0)
+    assert [truth[(h.video_id, h.start)] for h in hits] == [CAPTIONS[0]] * 4
+
+
+def test_fine_scores_take_each_words_best_frame_and_average():
+    import torch
+
+    from densevid.matcher import fine_scores
+
+    tokens = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [9.0, 9.0]]])  # (1, 3, 2)
+    mask = torch.tensor([[True, True, False]])  # the third token is padding
+    frames = torch.tensor([[[1.0, 0.0], [0.6, 0.8]], [[0.0, 1.0], [0.0, -1.0]]])
+    got = fine_scores(tokens, mask, frames)  # (1, 2)
+    # event 0: word 1 best at frame 0 (1.0), word 2 at frame 1 (0.8)
+    # event 1: word 1 best 0.0, word 2 best 1.0
+    assert got[0].tolist() == pytest.approx([0.9, 0.5])
+
+
 def test_ivf_index_searched_fully_equals_the_exact_one(matcher_dir, tmp_path):
     matcher = load_matcher(matcher_dir)
     rng = np.random.default_rng(0)
     vecs = rng.normal(size=(2000, matcher.config.d_embed)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     rows = [
-        (VideoEvents(f"v{i}", (Event(0.0, 1.0, f"event {i}"),), 5.0), vecs[i : i + 1])
+        (VideoEvents(f"v{i}", (Event(0.0, 1.0, f"e {i}"),), 5.0), vecs[i : i + 1], None)
         for i in range(len(vecs))
     ]
     flat = write_index(matcher, rows, tmp_path / "flat", vector_index="flat")
@@ -296,11 +335,23 @@ def test_contrastive_loss_is_clips_with_repeated_captions_as_matches():
 
 
 def test_a_model_embeds_unit_vectors_of_its_dimension():
+    import torch
+
     config = MatcherConfig(**{**TINY, "input_dim": DIM, "vocab_size": 30})
     model = MatchingModel(config)
-    out = model.embed_events(np.zeros((3, 4, DIM), np.float32), np.ones(3))
+    frames = np.random.default_rng(0).normal(size=(3, 4, DIM)).astype(np.float32)
+    out = model.embed_events(frames, np.ones(3))
     assert out.shape == (3, 16)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+    per_frame = model.embed_events(frames, np.ones(3), per_frame=True)
+    assert per_frame.shape == (3, 4, 16)
+    np.testing.assert_allclose(np.linalg.norm(per_frame, axis=2), 1.0, rtol=1e-5)
+    fine = MatchingModel(replace(config, hierarchical=True)).eval()
+    ids = torch.tensor([[3, 4, 5, 0]])
+    got = fine(torch.from_numpy(frames[:1]), torch.ones(1), ids, ids > 0)
+    for name in ("video", "text", "frames", "tokens"):
+        norms = got[name].norm(dim=-1)
+        assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5), name
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,10 @@ class MatcherConfig:
     d_embed: int = 128  # the joint space's dimension
     max_tokens: int = 32  # a sentence is cut to this many tokens
     dropout: float = 0.1
+    # JSFusion-like fine matching as well: each word of a sentence against each
+    # frame of an event (the mean over words of the best frame), trained with its
+    # own InfoNCE; the index keeps every event's frame vectors to re-rank with it
+    hierarchical: bool = False
     input_dim: int = 0
     vocab_size: int = 0
     pad_id: int = 0
@@ -126,6 +130,8 @@ class MatchingModel(nn.Module):
             nn.LayerNorm(c.d_model), nn.Linear(c.d_model, c.d_embed)
         )
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / INIT_TEMPERATURE)))
+        if c.hierarchical:
+            self.fine_scale = nn.Parameter(torch.tensor(math.log(1 / INIT_TEMPERATURE)))
         nn.init.normal_(self.frame_pos, std=0.02)
         nn.init.normal_(self.token_pos, std=0.02)
 
@@ -135,15 +141,28 @@ class MatchingModel(nn.Module):
         lengths: torch.Tensor,
         ids: torch.Tensor,
         mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> dict[str, torch.Tensor]:
         """Both towers at once (what training calls, through DDP when distributed).
 
         Returns:
-            events' vectors (B, d_embed), sentences' vectors (B, d_embed), and the
-            softmax's inverse temperature (a scalar).
+            ``video`` (B, d_embed) and ``text`` (B, d_embed) unit vectors, ``scale``
+            the softmax's inverse temperature; with ``hierarchical`` also
+            ``frames`` (B, n_frames, d_embed), ``tokens`` (B, L, d_embed) unit
+            vectors, ``mask`` (B, L) and ``fine_scale``.
         """
-        scale = self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
-        return self.encode_video(frames, lengths), self.encode_text(ids, mask), scale
+        video_states = self._video_states(frames, lengths)  # (B, F, d)
+        text_states = self._text_states(ids, mask)  # (B, L, d)
+        out = {
+            "video": F.normalize(self.video_out(video_states.mean(1)), dim=-1),
+            "text": F.normalize(self.text_out(_masked_mean(text_states, mask)), dim=-1),
+            "scale": self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE),
+        }
+        if self.config.hierarchical:
+            out["frames"] = F.normalize(self.video_out(video_states), dim=-1)
+            out["tokens"] = F.normalize(self.text_out(text_states), dim=-1)
+            out["mask"] = mask
+            out["fine_scale"] = self.fine_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+        return out
 
     @property
     def device(self) -> torch.device:
@@ -166,11 +185,23 @@ class MatchingModel(nn.Module):
         Returns:
             (B, d_embed), L2-normalised.
         """
+        x = self._video_states(frames, lengths).mean(dim=1)  # (B, d)
+        return F.normalize(self.video_out(x), dim=-1)
+
+    def encode_frames(
+        self, frames: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """Events' frames -> a unit vector per frame (B, n_frames, d_embed), for
+        the fine matching of ``hierarchical``."""
+        return F.normalize(self.video_out(self._video_states(frames, lengths)), dim=-1)
+
+    def _video_states(
+        self, frames: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
         x = (frames - self.input_mean) / self.input_std  # (B, F, D_in)
         x = self.frame_proj(x) + self.frame_pos  # (B, F, d)
         x = x + self.length_proj(torch.log1p(lengths.clamp(min=0))[:, None, None])
-        x = self.video_encoder(x).mean(dim=1)  # (B, d)
-        return F.normalize(self.video_out(x), dim=-1)
+        return self.video_encoder(x)  # (B, F, d)
 
     def encode_text(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Token ids -> unit vectors.
@@ -182,11 +213,17 @@ class MatchingModel(nn.Module):
         Returns:
             (B, d_embed), L2-normalised.
         """
-        x = self.token_emb(ids) + self.token_pos[: ids.shape[1]]  # (B, L, d)
-        x = self.text_encoder(x, src_key_padding_mask=~mask)
-        m = mask.unsqueeze(-1).to(x.dtype)  # (B, L, 1)
-        x = (x * m).sum(1) / m.sum(1).clamp(min=1)  # (B, d)
+        x = _masked_mean(self._text_states(ids, mask), mask)  # (B, d)
         return F.normalize(self.text_out(x), dim=-1)
+
+    def encode_tokens(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Token ids -> a unit vector per token (B, L, d_embed), for the fine
+        matching of ``hierarchical``."""
+        return F.normalize(self.text_out(self._text_states(ids, mask)), dim=-1)
+
+    def _text_states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.token_emb(ids) + self.token_pos[: ids.shape[1]]  # (B, L, d)
+        return self.text_encoder(x, src_key_padding_mask=~mask)  # (B, L, d)
 
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Sentences -> (ids (B, L), mask (B, L)) on the model's device."""
@@ -213,18 +250,70 @@ class MatchingModel(nn.Module):
         return np.concatenate(out)
 
     @torch.inference_mode()
+    def embed_tokens(self, text: str) -> np.ndarray:
+        """One sentence -> its tokens' unit vectors (L, d_embed) float32."""
+        self.eval()
+        ids, mask = self.tokenize([text])
+        return self.encode_tokens(ids, mask)[0, mask[0]].float().cpu().numpy()
+
+    @torch.inference_mode()
     def embed_events(
-        self, frames: np.ndarray, lengths: np.ndarray, batch_size: int = 512
+        self,
+        frames: np.ndarray,
+        lengths: np.ndarray,
+        batch_size: int = 512,
+        *,
+        per_frame: bool = False,
     ) -> np.ndarray:
         """Events' frames (N, n_frames, input_dim) and lengths (N,) -> (N, d_embed)
-        float32 unit vectors."""
+        float32 unit vectors; ``per_frame``: one per frame, (N, n_frames, d_embed).
+        """
         self.eval()
-        out = [np.zeros((0, self.config.d_embed), np.float32)]
+        encode = self.encode_frames if per_frame else self.encode_video
+        out = []
         for i in range(0, len(frames), batch_size):
             f = torch.as_tensor(frames[i : i + batch_size], device=self.device)
             n = torch.as_tensor(lengths[i : i + batch_size], device=self.device)
-            out.append(self.encode_video(f.float(), n.float()).float().cpu().numpy())
+            out.append(encode(f.float(), n.float()).float().cpu().numpy())
+        if not out:
+            shape = (self.config.n_frames,) if per_frame else ()
+            return np.zeros((0, *shape, self.config.d_embed), np.float32)
         return np.concatenate(out)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, L, d) states, (B, L) mask -> (B, d) mean over the real tokens."""
+    m = mask.unsqueeze(-1).to(x.dtype)  # (B, L, 1)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+def fine_scores(
+    tokens: torch.Tensor, mask: torch.Tensor, frames: torch.Tensor
+) -> torch.Tensor:
+    """JSFusion-like matching of every sentence with every event, word by frame:
+    each word's best cosine over the event's frames, averaged over the words.
+
+    Args:
+        tokens: (Q, L, d) unit vectors of the sentences' tokens.
+        mask: (Q, L) true at real tokens.
+        frames: (N, F, d) unit vectors of the events' frames.
+
+    Returns:
+        (Q, N) scores in [-1, 1].
+    """
+    sims = torch.einsum("qld,nfd->qnlf", tokens, frames).amax(-1)  # (Q, N, L)
+    m = mask[:, None, :].to(sims.dtype)  # (Q, 1, L)
+    return (sims * m).sum(-1) / m.sum(-1).clamp(min=1)
+
+
+def matching_loss(out: dict[str, torch.Tensor], groups: torch.Tensor) -> torch.Tensor:
+    """The InfoNCE of the pooled vectors, plus (``hierarchical``) that of the fine
+    word-frame scores, halved."""
+    loss = contrastive_loss(out["video"], out["text"], groups, out["scale"])
+    if "frames" not in out:
+        return loss
+    fine = fine_scores(out["tokens"], out["mask"], out["frames"])  # (text, video)
+    return (loss + _info_nce(out["fine_scale"] * fine.T, groups)) / 2
 
 
 def normalize_text(text: str) -> str:
@@ -245,7 +334,11 @@ def contrastive_loss(
         groups: (B,) int ids; equal ids are interchangeable positives.
         scale: the softmax's inverse temperature (a scalar).
     """
-    logits = scale * video @ text.T  # (B, B)
+    return _info_nce(scale * video @ text.T, groups)
+
+
+def _info_nce(logits: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE of (video, text) logits (B, B), same groups matching."""
     same = (groups[:, None] == groups[None, :]).float()  # (B, B)
     target = same / same.sum(1, keepdim=True)
     loss_v = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()

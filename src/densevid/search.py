@@ -12,13 +12,18 @@ An index is a directory:
   the vector's position), and an SQLite FTS5 table over the captions, ranked by
   BM25;
 - ``matcher/``: a copy of the matching model, whose text tower embeds queries, so
-  the directory is all that searching needs.
+  the directory is all that searching needs;
+- ``frames.npy``, with a ``hierarchical`` matcher only: every event's frame
+  vectors (N, n_frames, d) in float16, for the fine word-frame score.
 
 A query is scored both ways: BM25 of its words against the captions, and the
 cosine of its embedding with the events' (so it can find an event whose caption
 shares none of its words). Each score is scaled to [0, 1] over the candidates
 (BM25 divided by the best, the cosine min-max), and the result is
-``text_weight * text + (1 - text_weight) * embedding``.
+``text_weight * text + (1 - text_weight) * embedding``. With a hierarchical matcher
+the embedding's similarity is the mean of the pooled cosine and the fine score
+(each query word's best frame, averaged: ``matcher.fine_scores``), computed for the
+candidates only: the vector index finds them by the pooled vectors.
 """
 
 from __future__ import annotations
@@ -39,7 +44,13 @@ import numpy as np
 
 from densevid.errors import DensevidError, plural
 from densevid.events import VideoEvents, read_json
-from densevid.matcher import MatchingModel, event_frames, load_matcher, save_matcher
+from densevid.matcher import (
+    MatchingModel,
+    event_frames,
+    fine_scores,
+    load_matcher,
+    save_matcher,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +60,7 @@ MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
 EVENTS_DB = "events.sqlite"
 MATCHER_DIR = "matcher"
+FRAMES = "frames.npy"
 FLAT_MAX_EVENTS = 200_000  # exact search below this many events, IVF above
 IVF_LISTS_PER_SQRT = 4  # faiss' guideline: 4 sqrt(n) to 16 sqrt(n) lists
 IVF_TRAIN_PER_LIST = 64  # k-means training points per list (faiss warns below 39)
@@ -109,7 +121,9 @@ class Hit:
     score: float  # the combined score
     text_score: float  # BM25 scaled to [0, 1] (0: no query word in the caption)
     embedding_score: float  # the cosine, min-max scaled over the candidates
-    cosine: float  # the raw cosine of query and event embeddings
+    # the raw similarity of query and event: the embeddings' cosine (with a
+    # hierarchical matcher, its mean with the fine word-frame score)
+    cosine: float
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,6 +165,9 @@ class SearchIndex:
         if manifest["vector_index"] == "ivf":
             self.ivf = faiss.extract_index_ivf(self.vectors)
             self.ivf.make_direct_map()  # reconstruct() of a text-only candidate
+        self.frames = None
+        if manifest.get("hierarchical"):
+            self.frames = np.load(path / FRAMES, mmap_mode="r")  # (N, F, d)
         self.db = sqlite3.connect(
             f"file:{path / EVENTS_DB}?mode=ro", uri=True, check_same_thread=False
         )
@@ -200,8 +217,9 @@ class SearchIndex:
         for i, q in enumerate(queries):
             text = self._bm25(q, n_cand) if o.text_weight > 0 else {}
             ids = [int(j) for j in emb_ids[i] if j >= 0]
-            ids += [j for j in text if j not in set(ids)]
-            out.append(self._rank(ids, q_vecs[i], text, o))
+            seen = set(ids)
+            ids += [j for j in text if j not in seen]
+            out.append(self._rank(ids, q, q_vecs[i], text, o))
         return out
 
     def _bm25(self, query: str, limit: int) -> dict[int, float]:
@@ -215,12 +233,30 @@ class SearchIndex:
         return {int(r): float(s) for r, s in rows}
 
     def _rank(
-        self, ids: list[int], q: np.ndarray, text: dict[int, float], o: SearchOptions
+        self,
+        ids: list[int],
+        query: str,
+        q: np.ndarray,
+        text: dict[int, float],
+        o: SearchOptions,
     ) -> list[Hit]:
         if not ids:
             return []
         vecs = self.vectors.reconstruct_batch(np.asarray(ids, np.int64))  # (N, d)
         cos = vecs @ q  # (N,)
+        if self.frames is not None:
+            import torch
+
+            tokens = torch.from_numpy(self.matcher.embed_tokens(query))[None]
+            order = np.argsort(ids)  # a memory map reads rows in order fastest
+            frames = np.empty((len(ids), *self.frames.shape[1:]), np.float32)
+            frames[order] = self.frames[np.asarray(ids)[order]]
+            fine = fine_scores(
+                tokens,
+                torch.ones(tokens.shape[:2], dtype=torch.bool),
+                torch.from_numpy(frames),
+            )[0].numpy()  # (N,)
+            cos = (cos + fine) / 2
         span = float(cos.max() - cos.min())
         emb = (cos - cos.min()) / span if span > 0 else np.ones_like(cos)
         best_text = max(text.values(), default=0.0)
@@ -295,9 +331,10 @@ def embed_videos(
     matcher: MatchingModel,
     videos: Iterable[VideoEvents],
     features: str | os.PathLike,
-) -> Iterator[tuple[VideoEvents, np.ndarray]]:
-    """Each video with events, and its events' embeddings (E, d_embed) from the
-    matcher's video tower over ``features`` (its stream, as extracted)."""
+) -> Iterator[tuple[VideoEvents, np.ndarray, np.ndarray | None]]:
+    """Each video with events, its events' embeddings (E, d_embed) from the
+    matcher's video tower over ``features`` (its stream, as extracted) and, for a
+    hierarchical matcher, their frame vectors (E, n_frames, d_embed); else None."""
     from densevid.features.cache import load_features
 
     cfg = matcher.config
@@ -315,7 +352,10 @@ def embed_videos(
             array, meta, duration, spans, cfg, f"{features}/{cfg.features}"
         )
         lengths = np.array([e.end - e.start for e in video.events], np.float32)
-        yield video, matcher.embed_events(frames, lengths)
+        per_frame = None
+        if cfg.hierarchical:
+            per_frame = matcher.embed_events(frames, lengths, per_frame=True)
+        yield video, matcher.embed_events(frames, lengths), per_frame
 
 
 def build_index(
@@ -343,7 +383,7 @@ def build_index(
         the manifest written.
     """
 
-    def rows() -> Iterator[tuple[VideoEvents, np.ndarray]]:
+    def rows() -> Iterator[tuple[VideoEvents, np.ndarray, np.ndarray | None]]:
         yield from embed_videos(matcher, videos, features)
 
     return write_index(
@@ -353,14 +393,16 @@ def build_index(
 
 def write_index(
     matcher: MatchingModel,
-    rows: Iterable[tuple[VideoEvents, np.ndarray]],
+    rows: Iterable[tuple[VideoEvents, np.ndarray, np.ndarray | None]],
     out: str | os.PathLike,
     *,
     vector_index: str = "auto",
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Writes an index of videos' events with their embeddings (``(E, d_embed)``
-    float32 unit vectors per video), as ``build_index`` does after embedding."""
+    float32 unit vectors per video) and, for a hierarchical matcher, their frame
+    vectors (``(E, n_frames, d_embed)``; else None), as ``build_index`` does after
+    embedding."""
     faiss = require_faiss()
     from densevid import __version__
 
@@ -379,10 +421,15 @@ def write_index(
             "end REAL, caption TEXT, score REAL)"
         )
         chunks: list[np.ndarray] = []
+        frame_chunks: list[np.ndarray] = []
+        hierarchical = matcher.config.hierarchical
         n, n_videos = 0, 0
-        for video, vecs in rows:
+        for video, vecs, per_frame in rows:
             if len(vecs) != len(video.events):
                 raise DensevidError(f"{video.video_id}: one vector per event needed")
+            if hierarchical:
+                assert per_frame is not None and len(per_frame) == len(vecs)
+                frame_chunks.append(np.asarray(per_frame, np.float16))
             db.executemany(
                 "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
                 [
@@ -411,6 +458,9 @@ def write_index(
             kind = "flat" if n <= FLAT_MAX_EVENTS else "ivf"
         index = make_vector_index(faiss, vectors, kind)
         faiss.write_index(index, str(tmp / VECTORS))
+        if hierarchical:
+            np.save(tmp / FRAMES, np.concatenate(frame_chunks), allow_pickle=False)
+            del frame_chunks
         save_matcher(matcher, tmp / MATCHER_DIR)
         manifest = {
             "format": INDEX_FORMAT,
@@ -422,6 +472,7 @@ def write_index(
             "vector_index": kind,
             "n_lists": int(getattr(index, "nlist", 0)),
             "features": matcher.config.features,
+            "hierarchical": hierarchical,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         if out.exists():

@@ -8,7 +8,9 @@ paraphrases some events a little late or early, and chatters between them).
 Loss: symmetric InfoNCE over the batch, a repeated caption counting as a match
 (``densevid.matcher.contrastive_loss``). Validation: the same loss over the
 validation events in fixed batches, and caption-to-event recall at 1 and 5 among
-all validation events (an event with the same caption counts as found).
+all validation events by the pooled vectors (an event with the same caption counts
+as found). With ``model.hierarchical`` the loss adds the InfoNCE of the fine
+word-frame scores (``densevid.matcher.matching_loss``).
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from densevid.events import VideoEvents, load_annotations
 from densevid.matcher import (
     MatcherConfig,
     MatchingModel,
-    contrastive_loss,
     event_frames,
     load_matcher,
+    matching_loss,
     normalize_text,
     save_matcher,
 )
@@ -252,10 +254,8 @@ class MatchObjective(Objective):
     def loss(
         self, net: torch.nn.Module, batch: dict[str, Any], cfg: Any
     ) -> tuple[torch.Tensor, int]:
-        video, text, scale = net(
-            batch["frames"], batch["lengths"], batch["ids"], batch["mask"]
-        )
-        return contrastive_loss(video, text, batch["groups"], scale), len(video)
+        out = net(batch["frames"], batch["lengths"], batch["ids"], batch["mask"])
+        return matching_loss(out, batch["groups"]), len(out["video"])
 
     @torch.no_grad()
     def evaluate(self, model: MatchingModel) -> dict[str, float] | None:
@@ -266,10 +266,10 @@ class MatchObjective(Objective):
         losses, videos, texts = [], [], []
         for lo in range(0, len(val), VAL_BATCH):
             b = val.batch(np.arange(lo, min(lo + VAL_BATCH, len(val))), device)
-            v, t, scale = model(b["frames"], b["lengths"], b["ids"], b["mask"])
-            losses.append(float(contrastive_loss(v, t, b["groups"], scale)))
-            videos.append(v)
-            texts.append(t)
+            out = model(b["frames"], b["lengths"], b["ids"], b["mask"])
+            losses.append(float(matching_loss(out, b["groups"])))
+            videos.append(out["video"])
+            texts.append(out["text"])
         model.train()
         sims = torch.cat(texts) @ torch.cat(videos).T  # (N text, N events)
         assert val.groups is not None
