@@ -31,9 +31,10 @@ references' log-likelihood):
 - ``ensemble-average`` / ``ensemble-select``: the ``concepts`` runs of two seeds as
   one ensemble, captions from the averaged probabilities or chosen per event
   (``densevid predict --select``);
-- ``late``: MDVC's late fusion as an ensemble of the same seed's ``scratch``,
-  ``audio`` and ``speech`` runs, their next-token distributions averaged;
-  ``scratch-ensemble``, its control: the ``scratch`` runs of seeds 0, 1 and 2.
+- ``late`` / ``late-audio``: MDVC's late fusion as an ensemble of the same seed's
+  ``scratch``, ``audio`` and ``speech`` runs (or the first two), their next-token
+  distributions averaged; ``scratch-ensemble``, the control for two members: the
+  ``scratch`` runs of the seeds as one ensemble.
 
 Runs are resumable (an arm whose scores exist is read back), ``--jobs`` at once.
 
@@ -61,6 +62,8 @@ STREAMS = {
     "speech": ["model.speech_features=subtitles"],
     "audio-speech": ["model.audio_features=logmel", "model.speech_features=subtitles"],
 }
+# MDVC's late fusion: the runs of one seed whose ensemble it is
+LATE = {"late": ("scratch", "audio", "speech"), "late-audio": ("scratch", "audio")}
 
 
 def run(cmd: list[str], log: Path) -> str:
@@ -138,11 +141,10 @@ def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
         checkpoints = [str(out / f"scratch_seed{seed}" / "last")]
     if name.startswith("ensemble"):
         checkpoints = [str(out / f"concepts_seed{s}" / "last") for s in args.seeds]
-    if name == "late":  # one model per stream beside the frames, mixed at the output
-        runs = ("scratch", "audio", "speech")
-        checkpoints = [str(out / f"{r}_seed{seed}" / "last") for r in runs]
-    if name == "scratch-ensemble":  # late's control: as many members, frames only
-        checkpoints = [str(out / f"scratch_seed{s}" / "last") for s in range(3)]
+    if name in LATE:  # one model per stream beside the frames, mixed at the output
+        checkpoints = [str(out / f"{r}_seed{seed}" / "last") for r in LATE[name]]
+    if name == "scratch-ensemble":  # late-audio's control: two members, frames only
+        checkpoints = [str(out / f"scratch_seed{s}" / "last") for s in args.seeds]
     if name in ("ml", "scst-soda", "scst-f1", "scst-mean"):
         sets = [f"init={args.init}", f"lr={args.lr}", "warmup_steps=20"]
         sets.append("min_lr_ratio=1.0")
