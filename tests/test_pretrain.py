@@ -450,6 +450,50 @@ def test_pretraining_lowers_both_losses_and_logs_them(narrated, tmp_path):
     assert text.replace(" ", "") == "TheBIGQuick-Fox,42!"
 
 
+@pytest.mark.parametrize(
+    "weights, trained",
+    [((1.0, 0.0), "gen_loss"), ((0.0, 1.0), "den_loss"), ((0.0, 2.0), "den_loss")],
+)
+def test_one_objective_alone_trains_only_that_part(
+    narrated, tmp_path, weights, trained
+):
+    """generative_weight=0 / denoise_weight=0: the other part is never computed
+    (its loss stays 0), the total is the weighted part, ``best`` follows it."""
+    gen_w, den_w = weights
+    losses = []
+    cfg = tiny_pretrain(
+        narrated,
+        tmp_path / "run",
+        max_steps=12,
+        eval_every=6,
+        generative_weight=gen_w,
+        denoise_weight=den_w,
+    )
+    summary = pretrain(cfg, on_step=lambda s, d: losses.append(d))
+    (other,) = {"gen_loss", "den_loss"} - {trained}
+    weight = gen_w if trained == "gen_loss" else den_w
+    for d in losses:
+        assert d[trained] > 0 and d.get(other, 0.0) == 0.0
+        assert d["loss"] == pytest.approx(weight * d[trained])
+    assert np.mean([d[trained] for d in losses[-3:]]) < np.mean(
+        [d[trained] for d in losses[:3]]
+    )
+    want = "den_log_likelihood" if gen_w == 0 else "gen_log_likelihood"
+    assert summary["best_metric"] == want
+    model = load_model(tmp_path / "run" / "last")
+    # the denoising input needs the speech path; generative-only has none
+    assert model.config.speech_features == ("subtitles" if den_w else "")
+
+
+def test_both_objectives_off_is_an_error(tmp_path):
+    with pytest.raises(DensevidError, match="generative_weight"):
+        load_pretrain_config(
+            None, ["corpus=x", "generative_weight=0", "denoise_weight=0"]
+        ).verify()
+    with pytest.raises(DensevidError, match="generative_weight"):
+        load_pretrain_config(None, ["corpus=x", "generative_weight=-1"]).verify()
+
+
 @pytest.mark.parametrize("dropout", [0.0, 0.1])
 def test_resume_continues_the_same_stream_and_weights(shards, tmp_path, dropout):
     """With dropout the restored RNG must also be where it was: resuming draws no

@@ -261,7 +261,8 @@ class PretrainConfig(RunConfig):
     tokenizer_samples: int = 5000  # transcript sentences that tokenizer learns from
     # more text for that tokenizer: ActivityNet .json (captions) or .txt files
     tokenizer_texts: list[str] = field(default_factory=list)
-    denoise_weight: float = 1.0
+    generative_weight: float = 1.0  # 0: denoising only
+    denoise_weight: float = 1.0  # 0: generative only
     noise_density: float = NOISE_DENSITY
     mean_span: float = MEAN_SPAN
     heldout_fraction: float = 0.05
@@ -296,9 +297,13 @@ class PretrainConfig(RunConfig):
             raise DensevidError(
                 f"{kind}: need 0 < noise_density < 1 and mean_span >= 1"
             )
-        if self.denoise_weight < 0 or not 0 <= self.heldout_fraction < 1:
+        if not 0 <= self.heldout_fraction < 1:
+            raise DensevidError(f"{kind}: need heldout_fraction in [0, 1)")
+        weights = (self.generative_weight, self.denoise_weight)
+        if min(weights) < 0 or max(weights) == 0:
             raise DensevidError(
-                f"{kind}: need denoise_weight >= 0, heldout_fraction in [0, 1)"
+                f"{kind}: need generative_weight, denoise_weight >= 0 and one of "
+                "them > 0 (0 leaves that objective out)"
             )
         return self
 

@@ -13,8 +13,10 @@ objectives per video, two weighted parts of every micro-batch of the shared loop
   ``<extra_id_k>``) in through the LM encoder's speech path; the masked spans, each
   after its sentinel, out.
 
-``loss = generative + denoise_weight x denoising``, both logged; per-token
-log-likelihood (and perplexity) of both targets on a held-out part of the corpus.
+``loss = generative_weight x generative + denoise_weight x denoising``, both
+logged; a weight of 0 leaves that objective out (the frame-event head's loss goes
+with the generative one). Per-token log-likelihood (and perplexity) of both targets
+on a held-out part of the corpus.
 Checkpoints have fine-tuning's format, so ``densevid train --init DIR`` fine-tunes
 from them (``densevid.checkpoint.init_model``). Corpora and their streaming are in
 ``densevid.shards``; span corruption and the training items in
@@ -230,7 +232,8 @@ class _IterableAdapter(torch.utils.data.IterableDataset):
 
 class Pretrain(Objective):
     """Generative and denoising targets from each video's transcript; evaluated by
-    the held-out log-likelihood of the generative one."""
+    the held-out log-likelihood of the generative one (of the denoising one when
+    only it is trained)."""
 
     desc = "pretrain"
     loss_names = ("gen_loss", "den_loss")
@@ -240,6 +243,10 @@ class Pretrain(Objective):
     def __init__(self, cfg: PretrainConfig) -> None:
         self.cfg = cfg
         self.denoise = cfg.denoise_weight > 0
+        self.generate = cfg.generative_weight > 0
+        if not self.generate:
+            self.loss_names = ("den_loss",)
+            self.best_metric = "den_log_likelihood"
         model_cfg = ModelConfig.from_dict(asdict(cfg.model))
         # the denoising input goes through the LM encoder's speech path
         model_cfg.speech_features = cfg.speech if self.denoise else ""
@@ -320,15 +327,16 @@ class Pretrain(Objective):
         self.batches = iter(loader)
 
     def micro_batches(self, step: int) -> Iterator[list[Part]]:
+        weights = {
+            "generative": self.cfg.generative_weight,
+            "denoising": self.cfg.denoise_weight,
+        }
         for _ in range(self.cfg.grad_accum):
             parts = next(self.batches)
             yield [
-                Part(
-                    PART_NAMES[name],
-                    to_device(batch, self.ctx.device),
-                    1.0 if name == "generative" else self.cfg.denoise_weight,
-                )
+                Part(PART_NAMES[name], to_device(batch, self.ctx.device), weights[name])
                 for name, batch in parts.items()
+                if weights[name] > 0
             ]
 
     def evaluate(self, model: DenseVideoModel) -> dict[str, float] | None:
