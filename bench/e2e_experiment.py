@@ -13,6 +13,12 @@ Arms, each trained from scratch unless said otherwise:
 - ``e2e-warm``: ``e2e`` warm-started from the ``frozen`` run of the same seed
   (temporal encoder and LM; the input layer and the CNN start fresh).
 
+The budget: with ``--budget-min M`` each run first trains ``CALIBRATION_STEPS`` steps
+to time a step of its arm in the conditions it will run in (the loop's own clock,
+from the first step on, so start-up is not counted), then trains for ``M`` minutes'
+worth of steps with the schedule set to that length. Without it, ``--frozen-steps``
+and ``--e2e-steps`` are the lengths.
+
 Per run: the training process's CPU seconds (user + system, so the two arms are
 compared per CPU second, whatever else shares the machine), the test split decoded
 with ``densevid predict`` (beam 4) and scored with ``densevid eval``, predict's CPU
@@ -44,6 +50,9 @@ import time
 from pathlib import Path
 
 METRICS = ("F1", "SODA_c", "METEOR", "CIDEr")
+CALIBRATION_STEPS = (120, 200)  # a step's time: between these log records (after
+# the first epoch, 100 steps, which also reads every video's file once)
+BATCH = 16  # both recipes' batch_size: the log's videos per second -> steps
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -73,14 +82,10 @@ def arm_settings(args: argparse.Namespace, name: str, seed: int) -> tuple:
     return "configs/synthetic_frames.yaml", args.frames, args.e2e_steps, sets
 
 
-def train(args: argparse.Namespace, name: str, seed: int) -> dict:
-    """``densevid train`` of the arm; its checkpoint and the training's cost."""
-    config, features, steps, sets = arm_settings(args, name, seed)
-    tag = f"{name}_seed{seed}"
-    run_dir = args.out / tag
-    cost_path = args.out / f"{tag}.train.json"
-    if cost_path.exists():
-        return json.loads(cost_path.read_text())
+def train_command(
+    args: argparse.Namespace, name: str, seed: int, run_dir: Path, steps: int
+) -> list[str]:
+    config, features, _, sets = arm_settings(args, name, seed)
     sets = [
         f"train_annotations={args.synth / 'train.json'}",
         "val_annotations=[]",  # no validation pass inside the timed training
@@ -91,13 +96,51 @@ def train(args: argparse.Namespace, name: str, seed: int) -> dict:
         f"save_every={steps}",
         "resume=false",
         f"seed={seed}",
+        "log_every=10",
         *sets,
     ]
     cmd = [sys.executable, "-m", "densevid", "-q", "train", "--config", config]
     for s in sets:
         cmd += ["--set", s]
+    return cmd
+
+
+def log(run_dir: Path) -> list[dict]:
+    """The training records of a run's log.jsonl."""
+    lines = (run_dir / "log.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if "videos_per_s" in r]
+
+
+def calibrate(args: argparse.Namespace, name: str, seed: int) -> float:
+    """Seconds per training step of the arm, from a short run's log: the time
+    between its two ``CALIBRATION_STEPS`` records (the loop logs videos per second
+    since its first step)."""
+    first, last = CALIBRATION_STEPS
+    run_dir = args.out / f"{name}_seed{seed}_calibration"
+    cmd = train_command(args, name, seed, run_dir, last)
+    cmd += ["--set", f"log_every={first}", "--set", "warmup_steps=1"]
+    run(cmd, args.out / f"{name}_seed{seed}.calibration.log")
+    seconds = {r["step"]: r["step"] * BATCH / r["videos_per_s"] for r in log(run_dir)}
+    return (seconds[last] - seconds[first]) / (last - first)
+
+
+def train(args: argparse.Namespace, name: str, seed: int) -> dict:
+    """``densevid train`` of the arm; its checkpoint and the training's cost."""
+    tag = f"{name}_seed{seed}"
+    run_dir = args.out / tag
+    cost_path = args.out / f"{tag}.train.json"
+    if cost_path.exists():
+        return json.loads(cost_path.read_text())
+    steps = arm_settings(args, name, seed)[2]
+    cost: dict = {}
+    if args.budget_min:
+        cost["calibration_s_per_step"] = calibrate(args, name, seed)
+        steps = int(round(args.budget_min * 60 / cost["calibration_s_per_step"], -1))
+    cmd = train_command(args, name, seed, run_dir, steps)
     cpu, wall = run(cmd, args.out / f"{tag}.train.log")
-    cost = {"steps": steps, "train_cpu_s": cpu, "train_wall_s": wall}
+    last = log(run_dir)[-1]
+    loop_s = last["step"] * BATCH / last["videos_per_s"]
+    cost.update(steps=steps, train_cpu_s=cpu, train_wall_s=wall, loop_wall_s=loop_s)
     cost_path.write_text(json.dumps(cost))
     return cost
 
@@ -132,7 +175,7 @@ def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
     )
     scores = json.loads(scores_path.read_text())
     scores.update(cost)
-    scores["cpu_s_per_step"] = cost["train_cpu_s"] / cost["steps"]
+    scores["s_per_step"] = cost["loop_wall_s"] / cost["steps"]
     scores["predict_cpu_s_per_video"] = predict_cpu / n_test
     scores["caption_cpu_s_per_video"] = caption_cpu / max(len(videos), 1)
     if stages:
@@ -150,7 +193,7 @@ def cell(xs: list[float], digits: int) -> str:
 
 
 def table(args: argparse.Namespace) -> None:
-    cols = ("steps", "train CPU min", "CPU s/step", "predict CPU s/video")
+    cols = ("steps", "train CPU min (loop min)", "s/step", "predict CPU s/video")
     cols += ("caption s/video: decode + frames or features, generation", *METRICS)
     print("| arm | seeds | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 2) + "|")
@@ -164,8 +207,9 @@ def table(args: argparse.Namespace) -> None:
             continue
         cells = [
             cell([r["steps"] for r in rows], 0),
-            cell([r["train_cpu_s"] / 60 for r in rows], 1),
-            cell([r["cpu_s_per_step"] for r in rows], 3),
+            cell([r["train_cpu_s"] / 60 for r in rows], 1)
+            + f" ({cell([r['loop_wall_s'] / 60 for r in rows], 1)})",
+            cell([r["s_per_step"] for r in rows], 3),
             cell([r["predict_cpu_s_per_video"] for r in rows], 3),
             cell([r["caption_decode_s_per_video"] for r in rows], 3)
             + " + "
@@ -183,6 +227,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--frozen-steps", type=int, default=3000)
     parser.add_argument("--e2e-steps", type=int, default=2000)
+    parser.add_argument("--budget-min", type=float, default=0.0)
     parser.add_argument("--n-caption", type=int, default=20)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument(
