@@ -3,8 +3,8 @@ validation split: proposal F1 (averaged over the tIoU thresholds 0.3-0.9, as
 ``densevid eval`` reports it) for each ``--min-score`` on a grid.
 
 Greedy NMS visits proposals best first, so the proposals kept at a threshold are
-those kept from all of them (``min_score`` 0) that score at least that much: one
-decoding serves the whole grid.
+those kept from all of them (``min_score`` 0) that score at least that much (and
+boundary refinement moves each alone): one decoding serves the whole grid.
 
     .venv/bin/python bench/proposal_threshold.py CHECKPOINT FEATURES VAL_JSON
 """
@@ -17,13 +17,13 @@ from dataclasses import replace
 import torch
 
 from densevid.checkpoint import load_model
-from densevid.config import ProposalOptions
+from densevid.config import DecodingOptions, ProposalOptions
 from densevid.data import VideoDataset
 from densevid.events import Event, VideoEvents, load_annotations
 from densevid.metrics import evaluate
 from densevid.proposals import propose_dataset
 
-GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
+GRID = (*(round(0.05 * i, 2) for i in range(1, 20)), 0.97, 0.99)  # 0.05 .. 0.99
 
 
 def sweep(
@@ -40,7 +40,9 @@ def sweep(
     videos = load_annotations(annotations)
     data = VideoDataset(videos, features, model.config, model.time_tokenizer)
     every = replace(options, min_score=0.0, max_proposals=10**6)
-    found = propose_dataset(model, data, every, batch_size=16)
+    # boundaries refined as densevid predict --two-stage does by default
+    refine = DecodingOptions().refine_frames
+    found = propose_dataset(model, data, every, batch_size=16, refine_frames=refine)
     rows = []
     for t in grid:
         preds = {}

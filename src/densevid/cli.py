@@ -676,8 +676,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "--two-stage",
         action="store_true",
         help="the two-stage baseline (BMT, MDVC): the model's proposal head "
-        "(trained with model.n_proposal_anchors) finds segments, then the model "
-        "captions each one as with --segments",
+        "(trained with model.n_proposal_anchors) finds segments (boundaries moved "
+        "as --refine-frames says), then the model captions each one as with "
+        "--segments",
     )
     add_dataclass_flags(p, ProposalOptions, PROPOSAL_HELP)
     add_dataclass_flags(p, DecodingOptions, DECODING_HELP)
@@ -743,7 +744,11 @@ def run_predict(args: argparse.Namespace) -> int:
     dataset.check_options(cfg)
     if args.two_stage:
         found = propose_dataset(
-            model, dataset, proposal_options, batch_size=args.batch_size
+            model,
+            dataset,
+            proposal_options,
+            batch_size=args.batch_size,
+            refine_frames=options.refine_frames,
         )
         segments = {k: [(s, e) for s, e, _ in v] for k, v in found.items()}
     preds, stats = decode_dataset(

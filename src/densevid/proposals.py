@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from densevid.config import ProposalOptions
+from densevid.decoding import refine_time
 from densevid.errors import DensevidError
 from densevid.inputs import collate, model_inputs, to_device
 
@@ -248,11 +249,18 @@ def check_proposal_model(model: Any) -> list[float]:
 
 @torch.no_grad()
 def propose(
-    model: Any, batch: Mapping[str, Any], options: ProposalOptions | None = None
+    model: Any,
+    batch: Mapping[str, Any],
+    options: ProposalOptions | None = None,
+    *,
+    refine_frames: int = 0,
 ) -> list[list[tuple[float, float, float]]]:
     """Proposals of every video of a collated batch.
 
     An ensemble's members' outputs are averaged (objectness as probabilities).
+    With ``refine_frames`` and a model with a frame-event head, each kept
+    proposal's boundaries then move to the head's peaks, as the joint model's
+    events do (``densevid.decoding.refine_time``).
 
     Returns:
         per video, (start s, end s, score) in time order.
@@ -262,16 +270,26 @@ def propose(
     inputs = model_inputs(batch)
     mask = inputs["visual_mask"]
     n_frames = inputs["visual"].shape[1]
-    outs = []
+    outs, heads = [], []
     for member in model.members:
         hidden, _ = member.encode(**inputs)
         outs.append(proposal_outputs(member.proposal_head, hidden[:, :n_frames]))
+        if refine_frames > 0 and getattr(member, "frame_head", None) is not None:
+            heads.append(torch.sigmoid(member.frame_head(hidden[:, :n_frames])))
     out = average_outputs(outs)
+    frame_probs = torch.stack(heads).float().mean(0).cpu().numpy() if heads else None
     results = []
     for i, duration in enumerate(batch["durations"].tolist()):
         segments, scores = decode_outputs(out[i], anchors, mask[i])
-        chosen = select_proposals(segments, scores, options)
-        results.append([(s * duration, e * duration, p) for s, e, p in chosen])
+        found = []
+        for s, e, p in select_proposals(segments, scores, options):
+            s, e = s * duration, e * duration
+            if frame_probs is not None:
+                a = refine_time(s, frame_probs[i, :, 1], duration, refine_frames)
+                b = refine_time(e, frame_probs[i, :, 2], duration, refine_frames)
+                s, e = (a, b) if a < b else (s, e)
+            found.append((s, e, p))
+        results.append(sorted(found))
     return results
 
 
@@ -294,9 +312,11 @@ def propose_dataset(
     options: ProposalOptions | None = None,
     *,
     batch_size: int = 8,
+    refine_frames: int = 0,
 ) -> dict[str, list[tuple[float, float, float]]]:
-    """Video id -> proposals (start s, end s, score) for every video of a dataset,
-    ready for ``decode_dataset(..., segments=...)`` once the scores are dropped."""
+    """Video id -> proposals (start s, end s, score) for every video of a dataset
+    (``propose``), ready for ``decode_dataset(..., segments=...)`` once the scores
+    are dropped."""
     pad_id = model.time_tokenizer.pad_id
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -311,7 +331,9 @@ def propose_dataset(
         for batch in loader:
             batch = to_device(batch, model.device)
             for video_id, found in zip(
-                batch["video_ids"], propose(model, batch, options), strict=True
+                batch["video_ids"],
+                propose(model, batch, options, refine_frames=refine_frames),
+                strict=True,
             ):
                 out[video_id] = found
     finally:
