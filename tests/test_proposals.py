@@ -13,7 +13,9 @@ import torch
 
 from densevid.checkpoint import load_model
 from densevid.config import ProposalOptions
+from densevid.data import VideoDataset
 from densevid.events import load_annotations, load_submission
+from densevid.inputs import collate
 from densevid.metrics.densevid import tiou_matrix
 from densevid.proposals import (
     anchor_lengths,
@@ -21,6 +23,7 @@ from densevid.proposals import (
     nms,
     proposal_loss,
     proposal_targets,
+    propose,
     segment_tiou,
     select_proposals,
 )
@@ -162,7 +165,11 @@ def proposal_run(corpus):  # noqa: F811
         corpus,
         "proposals",
         max_steps=40,
-        model={**tiny_config(corpus, "x").model.to_dict(), "n_proposal_anchors": 2},
+        model={
+            **tiny_config(corpus, "x").model.to_dict(),
+            "n_proposal_anchors": 2,
+            "frame_events": True,
+        },
     )
     train(cfg)
     return Path(cfg.output_dir) / "last"
@@ -205,3 +212,23 @@ def test_two_stage_refuses_what_it_cannot_do(corpus, proposal_run, capsys):  # n
     without = ["predict", str(Path(plain.output_dir) / "last"), *base[2:]]
     assert main([*without, "--two-stage"]) == 2
     assert "n_proposal_anchors" in capsys.readouterr().err
+
+
+def test_refinement_moves_each_boundary_within_its_window(corpus, proposal_run):  # noqa: F811
+    model = load_model(proposal_run)
+    assert model.frame_head is not None
+    videos = load_annotations(corpus / "val.json")
+    data = VideoDataset(videos, corpus / "features", model.config, model.time_tokenizer)
+    batch = collate([data[i] for i in range(len(data))], model.time_tokenizer.pad_id)
+    plain = propose(model, batch)
+    refined = propose(model, batch, refine_frames=1)
+    # a boundary moves to a frame within the window, then up to half a frame more
+    # (the parabola through the peak): 1.5 frames at most for a window of 1
+    frame = [1.5 * v.duration / model.config.n_frames for v in videos.values()]
+    for i, (a, b) in enumerate(zip(plain, refined, strict=True)):
+        by_score = {p: (s, e) for s, e, p in b}
+        assert sorted(by_score) == sorted(p for _, _, p in a)
+        for s, e, p in a:
+            s2, e2 = by_score[p]
+            assert abs(s2 - s) <= frame[i] + 1e-6 and abs(e2 - e) <= frame[i] + 1e-6
+    assert propose(model, batch, refine_frames=0) == plain
