@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import resource
@@ -118,7 +119,7 @@ def calibrate(args: argparse.Namespace, name: str, seed: int) -> float:
     first, last = CALIBRATION_STEPS
     run_dir = args.out / f"{name}_seed{seed}_calibration"
     cmd = train_command(args, name, seed, run_dir, last)
-    cmd += ["--set", f"log_every={first}", "--set", "warmup_steps=1"]
+    cmd += ["--set", f"log_every={math.gcd(first, last)}", "--set", "warmup_steps=1"]
     run(cmd, args.out / f"{name}_seed{seed}.calibration.log")
     seconds = {r["step"]: r["step"] * BATCH / r["videos_per_s"] for r in log(run_dir)}
     return (seconds[last] - seconds[first]) / (last - first)
