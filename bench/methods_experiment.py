@@ -34,7 +34,7 @@ references' log-likelihood):
 - ``late`` / ``late-audio``: MDVC's late fusion as an ensemble of the same seed's
   ``scratch``, ``audio`` and ``speech`` runs (or the first two), their next-token
   distributions averaged; ``scratch-ensemble``, the control for two members: the
-  ``scratch`` runs of the seeds as one ensemble.
+  ``scratch`` runs of seeds 0 and 1 as one ensemble.
 
 Runs are resumable (an arm whose scores exist is read back), ``--jobs`` at once.
 
@@ -144,7 +144,7 @@ def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
     if name in LATE:  # one model per stream beside the frames, mixed at the output
         checkpoints = [str(out / f"{r}_seed{seed}" / "last") for r in LATE[name]]
     if name == "scratch-ensemble":  # late-audio's control: two members, frames only
-        checkpoints = [str(out / f"scratch_seed{s}" / "last") for s in args.seeds]
+        checkpoints = [str(out / f"scratch_seed{s}" / "last") for s in (0, 1)]
     if name in ("ml", "scst-soda", "scst-f1", "scst-mean"):
         sets = [f"init={args.init}", f"lr={args.lr}", "warmup_steps=20"]
         sets.append("min_lr_ratio=1.0")
