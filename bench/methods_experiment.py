@@ -25,6 +25,7 @@ references' log-likelihood):
   proposal head (``model.n_proposal_anchors``), then its proposals captioned one by
   one by the same model (``densevid predict --two-stage``, BMT/MDVC's two stages;
   the proposals' objectness threshold chosen on the validation split);
+  ``two-stage-light``: the same at a tenth of the proposal loss's weight;
   ``two-stage-joint``: that checkpoint decoded as the joint model;
   ``two-stage-segments`` / ``scratch-segments``: that checkpoint / the ``scratch``
   one captioning the reference segments;
@@ -136,6 +137,9 @@ def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
         sets = [f"warmup_steps={min(200, args.scratch_steps // 10)}"]
         sets.append(f"model.n_proposal_anchors={args.anchors}")
         run_tag = f"two-stage_seed{seed}"
+        if name == "two-stage-light":  # the proposal loss at a tenth of the weight
+            sets.append("proposal_loss_weight=0.1")
+            run_tag = tag
         checkpoints = [train(args, run_tag, seed, args.scratch_steps, sets)]
     if name == "scratch-segments":
         checkpoints = [str(out / f"scratch_seed{seed}" / "last")]
@@ -161,7 +165,7 @@ def arm(args: argparse.Namespace, name: str, seed: int) -> dict:
     cmd += ["--annotations", str(args.synth / "test.json"), "-o", str(preds)]
     if name.endswith("segments"):
         cmd += ["--segments", str(args.synth / "test.json")]
-    if name == "two-stage":
+    if name in ("two-stage", "two-stage-light"):
         cmd += ["--two-stage", "--min-score", str(min_score(args, tag, checkpoints))]
     if name == "ensemble-select":
         cmd += ["--select"]
