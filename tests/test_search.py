@@ -393,3 +393,53 @@ def test_narration_links_name_the_events_the_cues_paraphrase():
             kind = scene.actions[action].kind
             templates = [t.split("{")[0] for t in NARRATION[kind]]
             assert any(text.startswith(t) for t in templates), (text, kind)
+
+
+def test_index_captions_videos_and_extracts_the_matchers_stream(
+    tmp_path, monkeypatch, capsys
+):
+    """Videos in: the matcher's stream extracted into --features with its options,
+    each video captioned (here a stand-in captioner), a broken file one line."""
+    import torch
+
+    import densevid.caption
+    from densevid.features import get_extractor
+    from densevid.matcher import save_matcher
+    from densevid.text import train_tokenizer
+    from test_features_extract import make_video
+
+    pixels = {"fps": 2.0, "n_hues": 0}
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a", "b"):
+        make_video(videos / f"{name}.mp4", 3.0, audio_hz=None)
+    (videos / "broken.mp4").write_bytes(b"not a video")
+    dim = get_extractor("pixels", **pixels)(videos / "a.mp4").array.shape[1]
+    tok = train_tokenizer(["a red square moves right"] * 4, vocab_size=60)
+    config = MatcherConfig(
+        **{**TINY, "input_dim": dim, "vocab_size": len(tok)},
+        extractor_options={"pixels": pixels},
+    )
+    torch.manual_seed(0)
+    matcher = MatchingModel(config)
+    matcher.tokenizer = tok
+    save_matcher(matcher, tmp_path / "matcher")
+
+    def fake_caption(model, path, options=None, *, features_dir=None, **kw):
+        assert Path(features_dir, "pixels", f"{Path(path).stem}.npy").is_file()
+        return VideoEvents(
+            Path(path).stem, (Event(0.5, 2.5, "A red square moves right."),), 3.0
+        )
+
+    monkeypatch.setattr(densevid.caption, "caption", fake_caption)
+    feats, ix = tmp_path / "feats", tmp_path / "ix"
+    argv = ["-q", "index", str(videos), "--features", str(feats)]
+    code = main([*argv, "--matcher", str(tmp_path / "matcher"), "-o", str(ix)])
+    captured = capsys.readouterr()
+    assert code == 1  # one video failed, the others were indexed
+    assert "2 events of 2 videos" in captured.out
+    assert "broken.mp4" in captured.err
+    meta = json.loads((feats / "pixels" / "a.json").read_text())
+    assert meta["config"]["n_hues"] == 0
+    with open_index(ix) as index:
+        assert {h.video_id for h in index.search("red square", k=5)} == {"a", "b"}

@@ -567,7 +567,7 @@ def index_videos(
         verbose=verbose,
     )
     bad = report.failed_videos
-    lines += [f"{v}: feature extraction failed" for v in sorted(bad)]
+    lines += [message for _, _, message in report.failed]
     done: list[VideoEvents] = []
     with torch.inference_mode():
         for path in paths:
