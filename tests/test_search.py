@@ -443,3 +443,18 @@ def test_index_captions_videos_and_extracts_the_matchers_stream(
     assert meta["config"]["n_hues"] == 0
     with open_index(ix) as index:
         assert {h.video_id for h in index.search("red square", k=5)} == {"a", "b"}
+
+
+def test_the_command_train_matcher(corpus, tmp_path, capsys):
+    import yaml
+
+    cfg = tiny_config(corpus, "unused").to_dict()
+    cfg.update(output_dir=str(tmp_path / "run"), max_steps=3, save_every=0)
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(cfg))
+    argv = ["-q", "train-matcher", "--config", str(tmp_path / "m.yaml")]
+    assert main([*argv, "--set", "seed=3"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["step"] == 3 and summary["best_metric"] == "loss"
+    assert load_matcher(tmp_path / "run" / "best").config.n_frames == TINY["n_frames"]
+    assert main([*argv, "--set", "model.n_heads=0"]) == 2
+    assert "n_heads must be >= 1" in capsys.readouterr().err
