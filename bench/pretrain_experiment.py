@@ -77,15 +77,17 @@ OBJECTIVES = {  # name -> (generative_weight, denoise_weight)
     "gen": (1.0, 0.0),
     "den": (0.0, 1.0),
 }
-# CPU-seconds per unit, measured on this 2-core machine with another job beside
-# (docs/results.md, "The grid"); the plan's estimate is the sum over tasks
+# CPU-seconds per unit, measured here (docs/results.md, "The grid"; user + sys time
+# of short runs while other jobs shared the machine, rounded up); the plan's
+# estimate is their sum over the tasks
 COST_S = {
-    "synth_video": 0.29,  # densevid synth, default preset (20-60 s videos)
-    "extract_video": 1.0,  # pixels with tint and timing + subtitles
-    "pretrain_step": 1.0,  # batch 16, the model of configs/pretrain_synthetic.yaml
-    "train_step": 0.5,  # batch 16, configs/synthetic.yaml (validations included)
-    "score_video": 0.2,  # predict (beam 4) + eval, per video of a scored set
-    "task": 10.0,  # starting a densevid process, loading a model
+    "synth_video": 0.16,  # densevid synth, default preset (20-60 s videos)
+    "extract_video": 0.6,  # pixels with tint and timing + subtitles
+    "pretrain_step": 0.45,  # batch 16, configs/pretrain_synthetic.yaml's model
+    "train_step": 0.35,  # batch 16, configs/synthetic.yaml
+    "validation": 8.0,  # one validation during training (100 videos, greedy)
+    "score_video": 0.15,  # densevid predict (beam 4) + densevid eval, per video
+    "task": 8.0,  # starting a densevid process: imports, model, features
 }
 QUICK_MODEL = {
     "model.d_model": 32,
@@ -479,7 +481,10 @@ def build(g: Grid, out: Path) -> list[Task]:
         rows += [("scratch", f, False), (main_arm, f, False)]
     for n in g.corpus_sizes:
         for f in g.corpus_fractions:
-            rows += [("scratch", f, False), (pretrain_name(n, "both", 0), f, False)]
+            rows += [
+                ("scratch", f, False),
+                (pretrain_name(n, "both", g.pretrain_seeds[0]), f, False),
+            ]
     for o in ("gen", "den"):
         rows += [(pretrain_name(g.main_corpus, o, g.pretrain_seeds[0]),
                   g.objective_fraction, False)]  # fmt: skip
@@ -558,6 +563,7 @@ def build(g: Grid, out: Path) -> list[Task]:
                     f"{g.train_steps} steps",
                     steps,
                     cost["train_step"] * g.train_steps
+                    + 4 * cost["validation"]
                     + cost["score_video"] * n_scored
                     + 5 * cost["task"],
                     after=(*after, "extract_annotated", "extract_fresh"),
@@ -958,8 +964,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", default="default", help="densevid synth preset")
     p.add_argument("--shard-size", type=int, default=100)
     p.add_argument("--pretrain-steps", type=int, default=1500)
-    p.add_argument("--train-steps", type=int, default=1000)
-    p.add_argument("--throughput-steps", type=int, default=60)
+    p.add_argument("--train-steps", type=int, default=1500)
+    p.add_argument("--throughput-steps", type=int, default=100)
     p.add_argument("--workers", type=int, default=0,
                    help="synth/extract processes (default: --jobs)")  # fmt: skip
     p.add_argument(
