@@ -50,6 +50,7 @@ size from the latter.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import random
@@ -60,6 +61,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,8 +69,8 @@ from typing import Any
 from densevid.events import load_annotations, save_annotations
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN_CONFIG = "configs/synthetic.yaml"
-PRETRAIN_CONFIG = "configs/pretrain_synthetic.yaml"
+TRAIN_CONFIG = str(ROOT / "configs" / "synthetic.yaml")
+PRETRAIN_CONFIG = str(ROOT / "configs" / "pretrain_synthetic.yaml")
 METRICS = ("SODA_c", "CIDEr", "METEOR", "F1")
 SETS = ("test", "fresh")  # the annotated set's test split; the fresh set
 PIXELS_OPTIONS = ["--option", "pixels.tint=true", "--option", "pixels.timing=true"]
@@ -159,9 +161,26 @@ class Runner:
     """Runs tasks ``jobs`` at a time in dependency order; a failed task's dependents
     are skipped and the others go on."""
 
-    def __init__(self, log: Path, jobs: int, launcher: list[str]) -> None:
+    def __init__(
+        self, log: Path, jobs: int, launcher: list[str], in_process: bool = False
+    ) -> None:
         self.log, self.jobs, self.launcher = log, jobs, launcher
+        self.in_process = in_process
         self.lock = threading.Lock()
+
+    def call(self, cmd: list[str]) -> tuple[int, str, str]:
+        """Runs a densevid command: exit status, stdout, stderr."""
+        if not self.in_process:
+            proc = subprocess.run(
+                self.launcher + cmd, capture_output=True, text=True, cwd=ROOT
+            )
+            return proc.returncode, proc.stdout, proc.stderr
+        from densevid.cli import main as densevid_main
+
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            rc = densevid_main(cmd[3:])  # after "python -m densevid"
+        return rc, out.getvalue(), err.getvalue()
 
     def run_step(self, task: Task, step: Step) -> None:
         if step.done():
@@ -169,18 +188,15 @@ class Runner:
         if callable(step.cmd):
             step.cmd()
             return
-        cmd = self.launcher + step.cmd
         line = quote(step.cmd)
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        rc, stdout, stderr = self.call(step.cmd)
         with self.lock, open(self.log, "a", encoding="utf-8") as f:
-            f.write(f"$ {line}\n{proc.stdout}\n{proc.stderr}\n")
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"failed ({proc.returncode}): {line}\n{proc.stderr[-2000:]}"
-            )
+            f.write(f"$ {line}\n{stdout}\n{stderr}\n")
+        if rc != 0:
+            raise RuntimeError(f"failed ({rc}): {line}\n{stderr[-2000:]}")
         if step.stdout is not None:
-            step.stdout.write_text(proc.stdout, encoding="utf-8")
+            step.stdout.write_text(stdout, encoding="utf-8")
         print(f"  {task.name}: {time.perf_counter() - t0:.0f} s  $ {line}", flush=True)
 
     def run_task(self, task: Task) -> None:
@@ -972,6 +988,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override for every pretrain and train run (model.* shape pretraining)",
     )  # fmt: skip
+    p.add_argument("--in-process", action="store_true",
+                   help="run the densevid commands in this process, one at a "
+                   "time (the tests: no start-up per command)")  # fmt: skip
     p.add_argument("--launcher", default="",
                    help="a command put before every densevid command, e.g. "
                    "'nice -n 10' or a site's job wrapper")  # fmt: skip
@@ -1045,7 +1064,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(text.splitlines()[-1], flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    runner = Runner(out / "commands.log", args.jobs, shlex.split(args.launcher))
+    if args.in_process and args.jobs != 1:
+        raise SystemExit("--in-process runs one command at a time: --jobs 1")
+    runner = Runner(
+        out / "commands.log", args.jobs, shlex.split(args.launcher), args.in_process
+    )
     failures = runner.run(tasks)
     res = collect(tasks, out)
     res["grid"] = {k: v for k, v in vars(g).items()}

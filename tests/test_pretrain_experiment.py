@@ -1,7 +1,8 @@
 """bench/pretrain_experiment.py, the issue-24 grid: its scheduler (dependencies,
 at most --jobs at once, exclusive tasks alone, a failure skipping only its
 dependents), the plan, and the whole grid's shape end to end with --quick (tiny
-data and model), resumed without rerunning anything, then plotted."""
+data and model; its densevid commands in this process, which saves each one's
+start-up), resumed without rerunning anything, then plotted."""
 
 import json
 import math
@@ -91,7 +92,8 @@ def test_plan_lists_every_arm_and_fits_the_budget(capsys, tmp_path):
 @pytest.mark.slow
 def test_quick_grid_end_to_end_resumes_and_plots(tmp_path, capsys):
     out = tmp_path / "grid"
-    assert pe.main([str(out), "--quick", "--jobs", "2"]) == 0
+    quick = [str(out), "--quick", "--jobs", "1", "--in-process"]
+    assert pe.main(quick) == 0
     res = json.loads((out / "results.json").read_text())
     rows = {(r["pretrain"] or "scratch", r["fraction"], r["speech"]): r
             for r in res["rows"]}  # fmt: skip
@@ -140,7 +142,7 @@ def test_quick_grid_end_to_end_resumes_and_plots(tmp_path, capsys):
     # resumed: nothing runs again, the same table comes out
     log = (out / "commands.log").read_text()
     capsys.readouterr()
-    assert pe.main([str(out), "--quick"]) == 0
+    assert pe.main(quick) == 0
     assert (out / "commands.log").read_text() == log
     assert (out / "results.md").read_text() == md
     assert "to run: 0 of" in capsys.readouterr().out
