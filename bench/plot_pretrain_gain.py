@@ -55,8 +55,10 @@ def plot(results: dict[str, Any], out: Path, metric: str = "SODA_c") -> Path:
         1, len(SETS), figsize=(4.2 * len(SETS), 3.4), sharey=True, squeeze=False
     )
     for ax, (which, title) in zip(axes[0], SETS.items(), strict=True):
+        ticks: set[int] = set()
         for fraction, points in gain_series(results, metric, which).items():
             sizes = [n for n, _ in points]
+            ticks.update(sizes)
             means = [sum(v) / len(v) for _, v in points]
             (line,) = ax.plot(
                 sizes, means, marker="o", label=f"{100 * fraction:g}% labels"
@@ -66,6 +68,8 @@ def plot(results: dict[str, Any], out: Path, metric: str = "SODA_c") -> Path:
                            color=line.get_color())  # fmt: skip
         ax.axhline(0.0, color="grey", linewidth=0.8)
         ax.set_xscale("log")
+        ax.set_xticks(sorted(ticks), [f"{n:,}" for n in sorted(ticks)])
+        ax.minorticks_off()
         ax.set_xlabel("narrated videos in the pretraining corpus")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)

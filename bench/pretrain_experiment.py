@@ -344,8 +344,9 @@ class Grid:
     corpus_seed: int
     fresh_seed: int
     workers: int
-    extra: dict[str, object]
-    train_extra: dict[str, object]
+    extra: dict[str, object]  # every pretrain and train run
+    train_extra: dict[str, object]  # fine-tuning runs only
+    pretrain_extra: dict[str, object]  # pretraining runs only
 
 
 def pretrain_name(corpus: int, objective: str, seed: int) -> str:
@@ -428,9 +429,10 @@ def build(g: Grid, out: Path) -> list[Task]:
     tok_cmd = densevid(
         "pretrain", "--config", PRETRAIN_CONFIG,
         *sets({
+            **g.extra, **g.pretrain_extra,
             "corpus": main_corpus, "output_dir": tok_run, "max_steps": 1,
             "eval_every": 0, "save_every": 0, "heldout_fraction": 0.0,
-            "num_workers": 0, **g.extra,
+            "num_workers": 0,
         }),
     )  # fmt: skip
     tasks.append(
@@ -469,6 +471,7 @@ def build(g: Grid, out: Path) -> list[Task]:
                 "num_workers": 0,  # one core per job; loading is 7-15x faster
                 "num_threads": 1,
                 **g.extra,
+                **g.pretrain_extra,
             }),
         )  # fmt: skip
         tasks.append(
@@ -605,12 +608,13 @@ def build(g: Grid, out: Path) -> list[Task]:
         cmd = densevid(
             "pretrain", "--config", PRETRAIN_CONFIG,
             *sets({
+                **g.extra,
                 "corpus": main_corpus, "output_dir": run_dir,
                 "tokenizer": tokenizer, "max_steps": g.throughput_steps,
                 "batch_size": batch, "num_threads": threads,
                 "num_workers": workers, "eval_every": 0, "save_every": 0,
                 "heldout_fraction": 0.0,
-                "log_every": max(1, g.throughput_steps // 2), **g.extra,
+                "log_every": max(1, g.throughput_steps // 2),
             }),
         )  # fmt: skip
         tasks.append(
@@ -757,11 +761,14 @@ def fmt(s: dict[str, Any], digits: int = 4) -> str:
     return f"{s['mean']:.{digits}f} ({s['spread']:.{digits}f})"
 
 
-def short(cmd: str) -> str:
-    """A command with the repository's path left out and the seed as ``$S``."""
+def short(cmd: str, seed_var: bool = False) -> str:
+    """A command with the repository's path left out; with ``seed_var`` the
+    fine-tuning seed (``seed=``, the run's last ``_seed``) as ``$S``."""
     cmd = cmd.replace(f"{ROOT}/", "")
-    cmd = re.sub(r"seed=\d+\b", "seed=$S", cmd)
-    return re.sub(r"_seed\d+\b", "_seed$S", cmd)
+    if not seed_var:
+        return cmd
+    cmd = re.sub(r"--set seed=\d+\b", "--set seed=$S", cmd)
+    return re.sub(r"_seed\d+(?=[ ']|$)", "_seed$S", cmd)
 
 
 def markdown(res: dict[str, Any], g: Grid) -> str:
@@ -770,7 +777,7 @@ def markdown(res: dict[str, Any], g: Grid) -> str:
 
     def ref(row: dict[str, Any]) -> str:
         seeds = " ".join(map(str, row["seeds"]))
-        line = f"for S in {seeds}; do {short(row['command'])}; done"
+        line = f"for S in {seeds}; do {short(row['command'], True)}; done"
         if line not in commands:
             commands.append(line)
         return f"T{commands.index(line) + 1}"
@@ -1000,9 +1007,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def grid_of(args: argparse.Namespace) -> Grid:
     extra: dict[str, object] = dict(o.split("=", 1) for o in args.overrides)
     train_extra: dict[str, object] = {}
+    pretrain_extra: dict[str, object] = {}
     if args.quick:
-        args.videos, args.fresh_videos, args.preset = 40, 8, "small"
-        args.corpus_sizes, args.shard_size, args.main_corpus = "20,40", 10, 0
+        args.videos, args.fresh_videos, args.preset = 24, 4, "small"
+        args.corpus_sizes, args.shard_size, args.main_corpus = "10,20", 5, 0
         args.fractions, args.corpus_fractions = "0.5,1", "0.5"
         args.objective_fraction, args.speech_fractions = 0.5, "1"
         args.pretrain_steps = args.train_steps = 24
@@ -1017,6 +1025,7 @@ def grid_of(args: argparse.Namespace) -> Grid:
             **extra,
         }
         train_extra = {"val_max_videos": 4}
+        pretrain_extra = {"heldout_fraction": 0.2}  # a few of 20 videos
     sizes = sorted(ints(args.corpus_sizes))
     if any(n % args.shard_size for n in sizes):
         raise SystemExit(
@@ -1046,6 +1055,7 @@ def grid_of(args: argparse.Namespace) -> Grid:
         workers=args.workers or args.jobs,
         extra=extra,
         train_extra=train_extra,
+        pretrain_extra=pretrain_extra,
     )
 
 

@@ -98,12 +98,12 @@ def test_quick_grid_end_to_end_resumes_and_plots(tmp_path, capsys):
     rows = {(r["pretrain"] or "scratch", r["fraction"], r["speech"]): r
             for r in res["rows"]}  # fmt: skip
     want = {
-        ("scratch", 0.5, False), ("pre_c40", 0.5, False),
-        ("scratch", 1.0, False), ("pre_c40", 1.0, False),
-        ("pre_c20", 0.5, False),
-        ("pre_c40_gen", 0.5, False), ("pre_c40_den", 0.5, False),
-        ("scratch", 1.0, True), ("pre_c40", 1.0, True),
-        ("pre_c40_seed1", 0.5, False),
+        ("scratch", 0.5, False), ("pre_c20", 0.5, False),
+        ("scratch", 1.0, False), ("pre_c20", 1.0, False),
+        ("pre_c10", 0.5, False),
+        ("pre_c20_gen", 0.5, False), ("pre_c20_den", 0.5, False),
+        ("scratch", 1.0, True), ("pre_c20", 1.0, True),
+        ("pre_c20_seed1", 0.5, False),
     }  # fmt: skip
     assert set(rows) == want
     for key, r in rows.items():
@@ -117,11 +117,11 @@ def test_quick_grid_end_to_end_resumes_and_plots(tmp_path, capsys):
             assert r["gain_test"]["SODA_c"]["n"] == 2
     # one tokenizer for all: pretrained and scratch decode the same vocabulary
     pre = {p["name"]: p for p in res["pretraining"]}
-    assert set(pre) == {"pre_c40", "pre_c20", "pre_c40_gen", "pre_c40_den",
-                        "pre_c40_seed1"}  # fmt: skip
-    assert pre["pre_c40_den"]["gen_log_likelihood"] < 0  # evaluated, not trained
+    assert set(pre) == {"pre_c20", "pre_c10", "pre_c20_gen", "pre_c20_den",
+                        "pre_c20_seed1"}  # fmt: skip
+    assert pre["pre_c20_den"]["gen_log_likelihood"] < 0  # evaluated, not trained
     # generative only has no denoising input to score
-    assert math.isnan(pre["pre_c40_gen"]["den_log_likelihood"])
+    assert math.isnan(pre["pre_c20_gen"]["den_log_likelihood"])
     assert len(res["throughput"]) == 2
     assert all(t["videos_per_s"] > 0 for t in res["throughput"])
     md = (out / "results.md").read_text()
@@ -136,9 +136,11 @@ def test_quick_grid_end_to_end_resumes_and_plots(tmp_path, capsys):
     ):
         assert f"### {title}" in md  # fmt: skip
     assert "for S in 0 1; do python -m densevid -q train" in md
+    assert "--set seed=$S" in md and "pre_c20_seed1/last" in md
     # fresh set: its own seed, test split only
-    assert len(load_annotations(out / "data" / "fresh" / "test.json")) == 8
-    assert not (out / "data" / "fresh" / "train.json").exists()
+    fresh = out / "data" / "fresh"
+    assert len(load_annotations(fresh / "test.json")) == 4
+    assert not load_annotations(fresh / "train.json")
     # resumed: nothing runs again, the same table comes out
     log = (out / "commands.log").read_text()
     capsys.readouterr()
@@ -150,4 +152,4 @@ def test_quick_grid_end_to_end_resumes_and_plots(tmp_path, capsys):
     image = plot_pretrain_gain.plot(res, tmp_path / "gain.png")
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     series = plot_pretrain_gain.gain_series(res, "SODA_c", "test")
-    assert [n for n, _ in series[0.5]] == [20, 40]
+    assert [n for n, _ in series[0.5]] == [10, 20]
