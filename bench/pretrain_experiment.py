@@ -299,7 +299,7 @@ def subset(train: Path, fraction: float, seed: int = 0) -> Path:
     return path
 
 
-def corpus_dir(shards: Path, n_videos: int, shard_size: int) -> Path:
+def corpus_dir(shards: Path, n_videos: int) -> Path:
     """A directory of links to the first ``n_videos / shard_size`` shards."""
     return shards.parent / f"corpus_{n_videos}"
 
@@ -310,7 +310,7 @@ def link_corpus(shards: Path, n_videos: int, shard_size: int) -> Callable[[], No
         n = n_videos // shard_size
         if len(tars) < n:
             raise RuntimeError(f"{shards}: {len(tars)} shards, {n} needed")
-        target = corpus_dir(shards, n_videos, shard_size)
+        target = corpus_dir(shards, n_videos)
         tmp = target.with_name(target.name + ".tmp")
         tmp.mkdir(parents=True, exist_ok=True)
         for tar in tars[:n]:
@@ -410,7 +410,7 @@ def build(g: Grid, out: Path) -> list[Task]:
         extract_task("extract_corpus", pre, n_corpus, True, "synth_corpus"),
     ]  # fmt: skip
     for n in g.corpus_sizes:
-        link = corpus_dir(shards, n, g.shard_size)
+        link = corpus_dir(shards, n)
         tasks.append(
             Task(
                 f"corpus_{n}",
@@ -425,7 +425,7 @@ def build(g: Grid, out: Path) -> list[Task]:
     # the shared tokenizer: one step of pretraining on the main corpus
     tok_run = out / "runs" / "tokenizer"
     tokenizer = tok_run / "tokenizer"
-    main_corpus = corpus_dir(shards, g.main_corpus, g.shard_size)
+    main_corpus = corpus_dir(shards, g.main_corpus)
     tok_cmd = densevid(
         "pretrain", "--config", PRETRAIN_CONFIG,
         *sets({
@@ -459,7 +459,7 @@ def build(g: Grid, out: Path) -> list[Task]:
         cmd = densevid(
             "pretrain", "--config", PRETRAIN_CONFIG,
             *sets({
-                "corpus": corpus_dir(shards, n, g.shard_size),
+                "corpus": corpus_dir(shards, n),
                 "output_dir": run_dir,
                 "tokenizer": tokenizer,
                 "max_steps": g.pretrain_steps,
