@@ -164,6 +164,7 @@ def test_the_embedding_finds_an_event_whose_caption_lacks_the_words(
     }
     with open_index(tmp_path / "x") as index:
         assert index.search("a red ball bounces", text_weight=1.0) == []
+        assert index.search("the", text_weight=1.0) == []  # a stop word only
         for w in (0.0, 0.5):
             hits = index.search("a red ball bounces", k=4, text_weight=w)
             found = [truth[(h.video_id, h.start)] for h in hits]
@@ -207,6 +208,22 @@ def test_fine_scores_take_each_words_best_frame_and_average():
     # event 0: word 1 best at frame 0 (1.0), word 2 at frame 1 (0.8)
     # event 1: word 1 best 0.0, word 2 best 1.0
     assert got[0].tolist() == pytest.approx([0.9, 0.5])
+
+
+def test_an_index_of_captions_without_words_searches_by_embedding(
+    corpus, matcher_dir, tmp_path
+):
+    videos = [
+        replace(v, events=tuple(replace(e, text="") for e in v.events))
+        for v in read_videos_events([corpus / "val.json"])
+    ]
+    manifest = build_index(
+        load_matcher(matcher_dir), videos, corpus / "features", tmp_path / "x"
+    )
+    assert not manifest["text"]
+    with open_index(tmp_path / "x") as index:
+        assert len(index.search("a red ball bounces", k=3)) == 3
+        assert index.search("a red ball bounces", text_weight=1.0) == []
 
 
 def test_ivf_index_searched_fully_equals_the_exact_one(matcher_dir, tmp_path):
