@@ -67,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from densevid.events import load_annotations, save_annotations
+from densevid.synth import split_sizes
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CONFIG = str(ROOT / "configs" / "synthetic.yaml")
@@ -363,7 +364,7 @@ def build(g: Grid, out: Path) -> list[Task]:
     data = out / "data"
     ann, fresh, pre = data / "synth", data / "fresh", data / "corpus"
     shards = pre / "features" / "webdataset"
-    n_train = round(g.videos * 0.8)
+    n_split = split_sizes(g.videos)
     cost = COST_S
     tasks: list[Task] = []
 
@@ -517,7 +518,7 @@ def build(g: Grid, out: Path) -> list[Task]:
                      False))  # fmt: skip
     rows = list(dict.fromkeys(rows))
     meta = {t.name: t.meta for t in tasks if t.kind == "pretrain"}
-    n_scored = round(g.videos * 0.1) + g.fresh_videos
+    n_scored = n_split["test"] + g.fresh_videos
     for seed in g.seeds:
         for init, f, speech in rows:
             name = f"ft_{init.removeprefix('pre_')}_{pct(f)}"
@@ -537,7 +538,7 @@ def build(g: Grid, out: Path) -> list[Task]:
                 **g.extra,
                 **g.train_extra,
             }
-            n_videos = max(1, round(n_train * f))
+            n_videos = max(1, round(n_split["train"] * f))
             batch = int(overrides.get("batch_size", 16))  # configs/synthetic.yaml
             if n_videos < batch:  # a small split still makes whole steps
                 overrides["batch_size"] = n_videos
@@ -895,16 +896,20 @@ def markdown(res: dict[str, Any], g: Grid) -> str:
         "",
         "| run | corpus videos | objective | seed | held-out gen log-lik | "
         "held-out den log-lik | videos/s | test SODA_c at "
-        f"{100 * g.objective_fraction:g}% |",
-        "|" + "---|" * 8,
+        f"{100 * g.objective_fraction:g}% | SODA_c gain (test) | command |",
+        "|" + "---|" * 10,
     ]
     for p in res["pretraining"]:
         r = find(pretrain=p["name"], fraction=g.objective_fraction, speech=False)
+        tail = (
+            f"{fmt(r['test']['SODA_c'])} | {fmt(r['gain_test']['SODA_c'])} | {ref(r)}"
+            if r
+            else "- | - | -"
+        )
         out.append(
             f"| {p['name']} | {p['corpus']:,} | {p['objective']} | {p['seed']} | "
             f"{p['gen_log_likelihood']:.3f} | {p['den_log_likelihood']:.3f} | "
-            f"{p['videos_per_s']:.1f} | "
-            f"{fmt(r['test']['SODA_c']) if r else '-'} |"
+            f"{p['videos_per_s']:.1f} | {tail} |"
         )
     if res["throughput"]:
         out += [
