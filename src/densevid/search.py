@@ -69,7 +69,6 @@ FRAMES = "frames.npy"
 FLAT_MAX_EVENTS = 200_000  # exact search below this many events, IVF above
 IVF_LISTS_PER_SQRT = 4  # faiss' guideline: 4 sqrt(n) to 16 sqrt(n) lists
 IVF_TRAIN_PER_LIST = 64  # k-means training points per list (faiss warns below 39)
-EMBED_CHUNK_EVENTS = 4096  # events embedded at a time while building
 WORD = re.compile(r"\w+")
 
 
