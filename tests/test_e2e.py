@@ -299,3 +299,40 @@ def test_feature_models_are_unchanged_by_the_frames_options():
     assert model.frame_encoder is None
     assert not any(k.startswith("frame_encoder") for k in model.state_dict())
     assert replace(config).to_dict() == config.to_dict()
+
+
+@pytest.mark.cuda
+def test_frames_training_on_cuda_with_bf16_and_a_clip_encoder(corpus, tmp_path):
+    """The GPU path: uint8 frames to the device, bf16 autocast, the sparse backward
+    with checkpointing through a (tiny, local) CLIP tower at a lower lr."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    tiny = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+    )
+    CLIPVisionModel(tiny).save_pretrained(tmp_path / "clip")
+    model = dict(TINY_FRAMES, visual_encoder=f"hf:{tmp_path / 'clip'}")
+    losses: list[float] = []
+    cfg = frames_config(
+        corpus,
+        "cuda",
+        model=model,
+        device="cuda",
+        amp=True,
+        max_steps=20,
+        save_every=20,
+        frames_in_backward=3,
+        gradient_checkpointing=True,
+        encoder_lr_ratio=0.1,
+    )
+    train(cfg, on_step=lambda s, m: losses.append(m["loss"]))
+    assert all(np.isfinite(losses)) and np.mean(losses[-5:]) < np.mean(losses[:5])
+    loaded = load_model(Path(cfg.output_dir) / "last", device="cuda")
+    assert loaded.frame_encoder is not None and loaded.config.encoder_config
