@@ -45,7 +45,7 @@ OPTIONS = {
 
 
 def step_seconds(
-    synth: Path, features: Path, sets: list[str], warmup: int, steps: int, tmp: Path
+    features: Path, sets: list[str], warmup: int, steps: int, tmp: Path
 ) -> float:
     """Median seconds of the optimizer steps after the first ``warmup``."""
     stamps: list[float] = []
@@ -90,9 +90,7 @@ def main() -> None:
             run = Path(tmp) / str(i)
             run.mkdir()
             (run / "train.json").write_text(json.dumps(subset))
-            s = step_seconds(
-                args.synth, args.features, OPTIONS[name], args.warmup, args.steps, run
-            )
+            s = step_seconds(args.features, OPTIONS[name], args.warmup, args.steps, run)
             rows.append((name, s))
             print(f"{name}: {s:.3f} s/step", flush=True)
     plain = statistics.mean(s for name, s in rows if name == "plain")
