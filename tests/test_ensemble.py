@@ -20,7 +20,9 @@ SPEECH = {"speech_features": "subtitles", "max_speech_tokens": 16}
 @pytest.fixture(scope="module")
 def members():
     """Untrained tiny models on the same frames: frames only, + audio, + speech."""
-    tok = train_tokenizer(["a red circle moves left"] * 3, 200, n_time_tokens=10)
+    tok = train_tokenizer(
+        ["a red circle moves left"] * 3, vocab_size=200, n_time_tokens=10
+    )
     base = ModelConfig(
         **TINY_LM,
         n_time_tokens=10,
