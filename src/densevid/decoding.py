@@ -623,6 +623,20 @@ class LikelihoodStats:
         }
 
 
+def ordered_loader(
+    model: Any, dataset: torch.utils.data.Dataset, batch_size: int
+) -> torch.utils.data.DataLoader:
+    """The dataset's items in order, in batches padded with the model's pad id: what
+    every pass over a dataset at inference reads."""
+    pad_id = model.time_tokenizer.pad_id
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=lambda items: collate(items, pad_id),
+    )
+
+
 @torch.no_grad()
 def decode_dataset(
     model: Decodable,
@@ -647,13 +661,7 @@ def decode_dataset(
     """
     from tqdm import tqdm
 
-    pad_id = model.time_tokenizer.pad_id
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        collate_fn=lambda items: collate(items, pad_id),
-    )
+    loader = ordered_loader(model, dataset, batch_size)
     was_training = model.training
     model.eval()
     device = model.device

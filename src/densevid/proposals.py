@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from densevid.config import ProposalOptions
-from densevid.decoding import refine_time
+from densevid.decoding import ordered_loader, refine_time
 from densevid.errors import DensevidError
-from densevid.inputs import collate, model_inputs, to_device
+from densevid.inputs import model_inputs, to_device
 
 N_OUTPUTS = 3  # per anchor: objectness, centre offset (frames), log-length ratio
 IGNORE_TIOU = 0.5  # an unassigned anchor this close to an event is no negative
@@ -317,13 +317,7 @@ def propose_dataset(
     """Video id -> proposals (start s, end s, score) for every video of a dataset
     (``propose``), ready for ``decode_dataset(..., segments=...)`` once the scores
     are dropped."""
-    pad_id = model.time_tokenizer.pad_id
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        collate_fn=lambda items: collate(items, pad_id),
-    )
+    loader = ordered_loader(model, dataset, batch_size)
     was_training = model.training
     model.eval()
     out: dict[str, list[tuple[float, float, float]]] = {}
