@@ -97,17 +97,28 @@ class FramesExtractor(Extractor):
         return self.config.dim
 
     def __call__(self, video: str | os.PathLike) -> FeatureResult:
-        from densevid import video as vid
+        frames, meta = read_substep_frames(self, video, self.config.size)
+        array = group_rows(frames, self.config.substeps)
+        return FeatureResult(meta=meta, array=array)
 
-        cfg = self.config
-        info = vid.probe(video)
-        frames, times = vid.read_frames(
-            video, fps=cfg.fps * cfg.substeps, size=(cfg.size, cfg.size)
-        )
-        meta = self.describe() | {
-            "fps": cfg.fps,
-            "duration": float(info.duration),
-            "timestamps": times[:: cfg.substeps],
-            "layout": cfg.layout(),
-        }
-        return FeatureResult(meta=meta, array=group_rows(frames, cfg.substeps))
+
+def read_substep_frames(
+    extractor: Extractor, video: str | os.PathLike, side: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Frames of ``side`` px at ``fps * substeps`` (``substeps`` of them per row)
+    and the row sidecar of an extractor whose config has ``fps``, ``substeps`` and
+    ``layout()`` (``frames`` and ``pixels``)."""
+    from densevid import video as vid
+
+    cfg = extractor.config
+    info = vid.probe(video)
+    frames, times = vid.read_frames(
+        video, fps=cfg.fps * cfg.substeps, size=(side, side)
+    )
+    meta = extractor.describe() | {
+        "fps": cfg.fps,
+        "duration": float(info.duration),
+        "timestamps": times[:: cfg.substeps],
+        "layout": cfg.layout(),
+    }
+    return frames, meta

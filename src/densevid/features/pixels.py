@@ -476,19 +476,7 @@ class PixelsExtractor(Extractor):
         return self.config.dim
 
     def __call__(self, video: str | os.PathLike) -> FeatureResult:
-        from densevid import video as vid
+        from densevid.features.frames import read_substep_frames
 
-        cfg = self.config
-        info = vid.probe(video)
-        side = cfg.edge_side
-        frames, times = vid.read_frames(
-            video, fps=cfg.fps * cfg.substeps, size=(side, side)
-        )
-        rows = pixels_features(frames, cfg)
-        meta = self.describe() | {
-            "fps": cfg.fps,
-            "duration": float(info.duration),
-            "timestamps": times[:: cfg.substeps],
-            "layout": cfg.layout(),
-        }
-        return FeatureResult(meta=meta, array=rows)
+        frames, meta = read_substep_frames(self, video, self.config.edge_side)
+        return FeatureResult(meta=meta, array=pixels_features(frames, self.config))
