@@ -27,7 +27,7 @@ import queue
 import subprocess
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -460,58 +460,68 @@ def cider_d(pairs: Sequence[tuple[str, str]], cache: NgramCache) -> float:
     """CIDEr-D of a corpus of (hypothesis, reference) pairs, as coco-caption's
     ``CiderScorer`` computes it: document frequencies and ``log(#pairs)`` come
     from these pairs' references only, so one pair alone scores 0."""
-    ref_len = float(np.log(float(len(pairs))))
+    log_n = float(np.log(float(len(pairs))))
     df: dict[tuple[str, ...], int] = {}
     for _, ref in pairs:
         for gram in cache[ref].grams:
             df[gram] = df.get(gram, 0) + 1
-    logs = _log_table(len(pairs))
+    logs = log_table(len(pairs))
     vectors: dict[str, tuple] = {}
 
     def vector(text: str) -> tuple:
         v = vectors.get(text)
         if v is None:
-            s = cache[text]
-            weights = []
-            norms = []
-            for grams in s.by_order:
-                w_n = {}
-                sq = 0.0
-                for gram, tf in grams:
-                    w = float(tf) * (ref_len - logs[df.get(gram, 0)])
-                    w_n[gram] = w
-                    sq += pow(w, 2)
-                weights.append(w_n)
-                norms.append(math.sqrt(sq))
-            v = vectors[text] = (weights, norms, s.n_bigrams)
+            v = vectors[text] = cider_vector(cache[text], df, log_n, logs)
         return v
 
-    penalty_den = 2 * CIDER_SIGMA**2
-    scores = []
-    val = np.zeros(CIDER_N)
-    for hyp, ref in pairs:
-        wh, nh, lh = vector(hyp)
-        wr, nr, lr = vector(ref)
-        delta = float(lh - lr)
-        penalty = np.e ** (-(delta**2) / penalty_den)
-        for n in range(CIDER_N):
-            s = 0.0
-            ref_n = wr[n]
-            for gram, w in wh[n].items():
-                x = ref_n.get(gram)
-                if x is not None:
-                    s += min(w, x) * x
-            if nh[n] != 0 and nr[n] != 0:
-                s /= nh[n] * nr[n]
-            val[n] = s * penalty
-        scores.append(float(np.mean(val)) * 10.0)
+    scores = [cider_pair(vector(hyp), vector(ref)) for hyp, ref in pairs]
     return float(np.mean(np.array(scores)))
+
+
+def cider_vector(
+    s: Sentence, df: Mapping[tuple[str, ...], int], log_n: float, logs: Sequence[float]
+) -> tuple[list[dict[tuple[str, ...], float]], list[float], int]:
+    """A sentence's CIDEr-D tf-idf weights per n-gram order, their norms and its
+    length (bigram count, as coco-caption measures it); ``logs[df]`` is
+    ``log(max(1, df))``."""
+    weights = []
+    norms = []
+    for grams in s.by_order:
+        w_n = {}
+        sq = 0.0
+        for gram, tf in grams:
+            w = float(tf) * (log_n - logs[df.get(gram, 0)])
+            w_n[gram] = w
+            sq += pow(w, 2)
+        weights.append(w_n)
+        norms.append(math.sqrt(sq))
+    return weights, norms, s.n_bigrams
+
+
+def cider_pair(hyp: tuple, ref: tuple) -> float:
+    """CIDEr-D of one hypothesis against one reference (``cider_vector``s):
+    clipped cosine per order, Gaussian length penalty, mean over orders, x10."""
+    wh, nh, lh = hyp
+    wr, nr, lr = ref
+    penalty = np.e ** (-(float(lh - lr) ** 2) / (2 * CIDER_SIGMA**2))
+    val = np.zeros(CIDER_N)
+    for n in range(CIDER_N):
+        s = 0.0
+        ref_n = wr[n]
+        for gram, w in wh[n].items():
+            x = ref_n.get(gram)
+            if x is not None:
+                s += min(w, x) * x
+        if nh[n] != 0 and nr[n] != 0:
+            s /= nh[n] * nr[n]
+        val[n] = s * penalty
+    return float(np.mean(val)) * 10.0
 
 
 _LOGS: list[float] = []
 
 
-def _log_table(n: int) -> list[float]:
+def log_table(n: int) -> list[float]:
     """``log(max(1, df))`` for df = 0..n (document frequencies are counts)."""
     while len(_LOGS) <= n:
         _LOGS.append(math.log(max(1.0, float(len(_LOGS)))))

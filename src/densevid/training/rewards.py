@@ -25,7 +25,7 @@ import numpy as np
 from densevid.events import Event
 from densevid.metrics import densevid as dv
 from densevid.metrics import soda as sd
-from densevid.metrics.scorers import CIDER_N, CIDER_SIGMA, NgramCache
+from densevid.metrics.scorers import NgramCache, cider_pair, cider_vector, log_table
 
 REWARDS = ("soda", "f1")
 WORD = re.compile(r"[a-z0-9]+")
@@ -38,9 +38,8 @@ def words(text: str) -> str:
 
 
 class CiderD:
-    """CIDEr-D (coco-caption's formula: clipped tf-idf n-gram cosine, n = 1..4,
-    Gaussian length penalty, x10) of one hypothesis against one reference, with
-    document frequencies fixed by a caption corpus."""
+    """CIDEr-D (coco-caption's formula, ``scorers.cider_pair``) of one hypothesis
+    against one reference, with document frequencies fixed by a caption corpus."""
 
     def __init__(self, corpus: Iterable[str]) -> None:
         self.ngrams = NgramCache()
@@ -52,6 +51,7 @@ class CiderD:
                 df[gram] = df.get(gram, 0) + 1
         self.df = df
         self.log_n = math.log(max(n, 1))
+        self.logs = log_table(max(df.values(), default=0))
         self.vectors: dict[str, tuple] = {}
 
     def vector(self, text: str) -> tuple:
@@ -60,31 +60,12 @@ class CiderD:
             if len(self.vectors) > 100_000:
                 self.vectors.clear()
                 self.ngrams.clear()
-            s = self.ngrams[text]
-            weights, norms = [], []
-            for grams in s.by_order:
-                w = {
-                    g: tf * (self.log_n - math.log(max(1.0, self.df.get(g, 0.0))))
-                    for g, tf in grams
-                }
-                weights.append(w)
-                norms.append(math.sqrt(sum(x * x for x in w.values())))
-            v = self.vectors[text] = (weights, norms, s.n_bigrams)
+            v = cider_vector(self.ngrams[text], self.df, self.log_n, self.logs)
+            self.vectors[text] = v
         return v
 
     def __call__(self, hyp: str, ref: str) -> float:
-        wh, nh, lh = self.vector(words(hyp))
-        wr, nr, lr = self.vector(words(ref))
-        penalty = math.exp(-((lh - lr) ** 2) / (2 * CIDER_SIGMA**2))
-        total = 0.0
-        for n in range(CIDER_N):
-            if nh[n] == 0 or nr[n] == 0:
-                continue
-            dot = sum(
-                min(w, wr[n][g]) * wr[n][g] for g, w in wh[n].items() if g in wr[n]
-            )
-            total += dot / (nh[n] * nr[n]) * penalty
-        return total / CIDER_N * 10.0
+        return cider_pair(self.vector(words(hyp)), self.vector(words(ref)))
 
 
 def sequence_reward(
