@@ -437,6 +437,29 @@ def test_a_segment_is_captioned_in_the_context_of_the_earlier_ones(overfitted):
     assert all(e.text and "<" not in e.text for e in video.events)
 
 
+def test_a_segment_past_max_length_is_captioned_on_its_own(overfitted, caplog):
+    from densevid.decoding import caption_segments
+
+    model, batch, targets = overfitted
+    tt = model.time_tokenizer
+    first = targets[0][:1]
+    # room for the start token, the first event and its caption's end, no more
+    room = 1 + len(tt.encode_events(first, 9.0))
+    one = {**batch, "video_ids": ["v0"], "durations": batch["durations"][:1]}
+    segments = [[(e.start, e.end) for e in targets[0]]]
+    with caplog.at_level("WARNING", logger="densevid.decoding"):
+        (full,) = caption_segments(model, one, segments, DecodingOptions(max_length=24))
+    assert not caplog.records
+    with caplog.at_level("WARNING", logger="densevid.decoding"):
+        (cut,) = caption_segments(
+            model, one, segments, DecodingOptions(max_length=room)
+        )
+    assert "1 of 2 segments were captioned after their own time tokens" in caplog.text
+    assert cut.events[0].text == full.events[0].text == first[0].text
+    # the second is decoded as if it were the video's first event, not left empty
+    assert cut.events[1].text and "<" not in cut.events[1].text
+
+
 def test_given_segments_with_a_time_pointer_model_batch_of_two(overfitted):
     from densevid.decoding import caption_segments
 

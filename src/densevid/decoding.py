@@ -451,10 +451,13 @@ def caption_segments(
 
     For each video the segments go in time order; each is written as its two time
     tokens after the earlier segments and their captions, and its caption is
-    decoded greedily (averaged over an ensemble's members, under the time grammar)
-    until the model would open another event or end the sequence. The batch must
-    carry ``durations`` and ``video_ids``; ``segments[i]`` are (start, end) seconds
-    of video i.
+    decoded greedily (averaged over an ensemble's members, under the time grammar,
+    each member keeping its decoder's key/value cache) until the model would open
+    another event or end the sequence. A segment whose caption would run past
+    ``options.max_length`` is captioned again after only its own time tokens (a
+    warning counts them), so that no segment loses its caption to the earlier ones.
+    The batch must carry ``durations`` and ``video_ids``; ``segments[i]`` are
+    (start, end) seconds of video i.
 
     Returns:
         one VideoEvents per video: the given segments, in time order, each with its
@@ -470,8 +473,8 @@ def caption_segments(
         members = list(model.members)
         grammar = make_grammar(model, options)
         tt = model.time_tokenizer
-        start_id = members[0].lm.config.decoder_start_token_id
         results = []
+        restarted = n_segments = 0
         for i, video_id in enumerate(batch["video_ids"]):
             duration = float(batch["durations"][i])
             # one video at a time: encode also points the time head at its frames
@@ -480,45 +483,89 @@ def caption_segments(
             for m in members:
                 hidden, mask = m.encode(**row)
                 states.append((BaseModelOutput(last_hidden_state=hidden), mask))
-            device = states[0][1].device
-            ids = [start_id]
+            decoder = _SegmentDecoder(members, states, grammar, tt, options.max_length)
             events = []
             for a, b in sorted(segments[i]):
-                ids += [tt.time_id(a, duration), tt.time_id(b, duration)]
-                caption: list[int] = []
-                logps: list[float] = []
-                while len(ids) < options.max_length:
-                    prefix = torch.tensor([ids], device=device)
-                    step = mix(
-                        [
-                            torch.log_softmax(
-                                member.lm(
-                                    encoder_outputs=enc,
-                                    attention_mask=mask,
-                                    decoder_input_ids=prefix,
-                                    use_cache=False,
-                                )
-                                .logits[:, -1]
-                                .float(),
-                                dim=-1,
-                            )
-                            for member, (enc, mask) in zip(members, states, strict=True)
-                        ]
-                    )
-                    allowed = grammar(prefix, step)[0]
-                    token = int(allowed.argmax())
-                    if token == tt.eos_id or tt.is_time(token):
-                        break
-                    caption.append(token)
-                    logps.append(float(step[0, token]))
-                    ids.append(token)
+                times = [tt.time_id(a, duration), tt.time_id(b, duration)]
+                got = decoder.caption(times)
+                if got is None:  # no room left after the earlier segments
+                    restarted += 1
+                    decoder.restart()
+                    # None again: longer than max_length on its own, kept cut
+                    got = decoder.caption(times) or decoder.cut
+                caption, logps = got
                 text = tt.tokenizer.decode(caption, skip_special_tokens=True).strip()
                 score = float(np.mean(logps)) if logps else None
                 events.append(Event(float(a), float(b), text, score))
+                n_segments += 1
             results.append(VideoEvents(video_id, tuple(events), duration))
     finally:
         model.train(was_training)
+    if restarted:
+        logger.warning(
+            "%d of %d segments were captioned after their own time tokens only: "
+            "with the earlier segments the sequence passed max_length (%d tokens)",
+            restarted,
+            n_segments,
+            options.max_length,
+        )
     return results
+
+
+class _SegmentDecoder:
+    """One video's decoder sequence for ``caption_segments``: the token ids so far
+    and each ensemble member's key/value cache of them."""
+
+    def __init__(self, members, states, grammar, tt, max_length: int) -> None:
+        self.members, self.states, self.grammar = members, states, grammar
+        self.tt, self.max_length = tt, max_length
+        self.device = states[0][1].device
+        self.start_id = members[0].lm.config.decoder_start_token_id
+        self.cut: tuple[list[int], list[float]] = ([], [])
+        self.restart()
+
+    def restart(self) -> None:
+        self.ids = [self.start_id]
+        self.caches: list[Any] = [None] * len(self.members)
+        self.fed = 0  # how many of ids the caches hold
+
+    def step(self) -> torch.Tensor:
+        """Log-probabilities of the next token, averaged over the members."""
+        new = torch.tensor([self.ids[self.fed :]], device=self.device)
+        logps = []
+        for k, (member, (enc, mask)) in enumerate(
+            zip(self.members, self.states, strict=True)
+        ):
+            out = member.lm(
+                encoder_outputs=enc,
+                attention_mask=mask,
+                decoder_input_ids=new,
+                past_key_values=self.caches[k],
+                use_cache=True,
+            )
+            self.caches[k] = out.past_key_values
+            logps.append(torch.log_softmax(out.logits[:, -1].float(), dim=-1))
+        self.fed = len(self.ids)
+        return mix(logps)
+
+    def caption(self, times: list[int]) -> tuple[list[int], list[float]] | None:
+        """Greedy caption tokens (and their log-probabilities) after ``times``,
+        appended to the sequence; None if it would pass ``max_length`` first (its
+        tokens so far are kept in ``cut``; the sequence then needs ``restart``)."""
+        self.ids += times
+        caption: list[int] = []
+        logps: list[float] = []
+        while len(self.ids) < self.max_length:
+            step = self.step()
+            prefix = torch.tensor([self.ids], device=self.device)
+            token = int(self.grammar(prefix, step)[0].argmax())
+            if token == self.tt.eos_id or self.tt.is_time(token):
+                return caption, logps
+            caption.append(token)
+            logps.append(float(step[0, token]))
+            self.ids.append(token)
+        self.cut = (caption, logps)
+        return None
 
 
 def decode_selecting(
