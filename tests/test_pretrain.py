@@ -614,6 +614,20 @@ def test_pretrain_command_then_train_init_fine_tunes(shards, tmp_path, capsys):
     enc = [k for k in src.state_dict() if k.startswith("lm.encoder.block")]
     assert enc and not set(enc) & set(changed)
 
+    # heads the pretrained model lacks: built from the training captions and
+    # events, fresh weights, everything else from the checkpoint
+    heads_args = [a.replace(str(tmp_path / "ft"), str(tmp_path / "ft3")) for a in args]
+    heads_args += ["--set", "model.n_concepts=3", "--set", "model.n_proposal_anchors=2"]
+    heads_args += ["--set", "max_steps=1"]
+    assert main(heads_args) == 0
+    capsys.readouterr()
+    headed = load_model(tmp_path / "ft3" / "last")
+    assert len(headed.config.concepts) == 3 and set(headed.config.caption_idf)
+    assert len(headed.config.proposal_anchors) == 2
+    assert headed.concept_head is not None and headed.proposal_head is not None
+    for k in enc:  # unused without speech, so still the pretrained weights
+        torch.testing.assert_close(headed.state_dict()[k], src.state_dict()[k])
+
     # features of another dimension: one line naming them, not a torch error
     wide = tmp_path / "wide"
     for i in range(10):

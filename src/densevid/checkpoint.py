@@ -51,6 +51,16 @@ FRAMES_SWITCHABLE = (
     "visual_blocks",
     "standardize",
 )
+# ... and the heads a fine-tuning run may add to (or leave off) a pretrained model:
+# their vocabulary and anchors come from the run's training captions and events,
+# their weights start fresh
+HEAD_SWITCHABLE = (
+    "n_concepts",
+    "concepts",
+    "caption_idf",
+    "n_proposal_anchors",
+    "proposal_anchors",
+)
 
 
 def save_model(model: DenseVideoModel, out_dir: str | os.PathLike) -> None:
@@ -143,8 +153,9 @@ def init_model(
     """A trainable model initialised from a checkpoint (``densevid train --init``).
 
     The architecture, tokenizer and weights come from the checkpoint; from
-    ``config`` only the input fields in ``INIT_SWITCHABLE`` are taken (e.g. frames
-    only, or frames plus speech). Other differing fields are reported and ignored.
+    ``config`` only the input fields in ``INIT_SWITCHABLE`` (e.g. frames only, or
+    frames plus speech) and the heads in ``HEAD_SWITCHABLE`` (a concept or proposal
+    head, new weights) are taken. Other differing fields are reported and ignored.
 
     Args:
         checkpoint: a directory ``densevid pretrain`` or ``densevid train`` wrote.
@@ -156,7 +167,8 @@ def init_model(
     new = ModelConfig.from_dict(src.config.to_dict())
     frames = config is not None and config.reads_frames
     if config is not None:
-        switchable = INIT_SWITCHABLE + (FRAMES_SWITCHABLE if frames else ())
+        switchable = INIT_SWITCHABLE + HEAD_SWITCHABLE
+        switchable += FRAMES_SWITCHABLE if frames else ()
         for name in switchable:
             setattr(new, name, getattr(config, name))
         if frames and new.visual_encoder != src.config.visual_encoder:
@@ -191,7 +203,8 @@ def init_model(
             )
     new.lm_config = dict(new.lm_config, dropout_rate=new.dropout)
     model = build_model(new, src.tokenizer)
-    if frames:
+    heads = any(getattr(new, n) != getattr(src.config, n) for n in HEAD_SWITCHABLE)
+    if frames or heads:
         fresh = load_matching(model, src.state_dict())
         if fresh:
             logger.warning(

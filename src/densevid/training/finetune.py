@@ -130,7 +130,7 @@ class Finetune(Objective):
     def build_model(self, ctx: RunContext) -> DenseVideoModel:
         cfg = self.cfg
         if cfg.init:
-            model_cfg = cfg.model
+            model_cfg = self._with_heads(replace(cfg.model))
             if model_cfg.reads_frames:  # the encoder's input comes from the data
                 model_cfg = replace(model_cfg, frame_shape=self._frame_shape())
             model = init_model(cfg.init, model_cfg, tokenizer=cfg.tokenizer)
@@ -148,21 +148,7 @@ class Finetune(Objective):
             )
 
         tokenizer = prepare_tokenizer(cfg, ctx, train)
-        model_cfg = ModelConfig.from_dict(asdict(cfg.model))
-        if model_cfg.n_concepts > 0:
-            captions = [e.text for v in self.train_videos.values() for e in v.events]
-            model_cfg.concepts, model_cfg.caption_idf = concept_vocabulary(
-                captions, model_cfg.n_concepts
-            )
-        if model_cfg.n_proposal_anchors > 0:
-            model_cfg.proposal_anchors = anchor_lengths(
-                [
-                    (e.end - e.start) / float(v.duration)
-                    for v in self.train_videos.values()
-                    for e in v.events
-                ],
-                model_cfg.n_proposal_anchors,
-            )
+        model_cfg = self._with_heads(ModelConfig.from_dict(asdict(cfg.model)))
         tt = TimeTokenizer(tokenizer, model_cfg.n_time_tokens)
         probe = self._probe(model_cfg, tt)
         if model_cfg.reads_frames:  # visual_dim: the encoder's, once it is built
@@ -193,6 +179,25 @@ class Finetune(Objective):
         video_id = next(iter(self.train_videos))
         meta = load_features(self.cfg.features, "frames", video_id)[1]
         return frame_shape(meta, f"{self.cfg.features}/frames")
+
+    def _with_heads(self, model_cfg: ModelConfig) -> ModelConfig:
+        """The concept head's vocabulary and the proposal head's anchor lengths,
+        from the training captions and events (in place; returns it)."""
+        if model_cfg.n_concepts > 0:
+            captions = [e.text for v in self.train_videos.values() for e in v.events]
+            model_cfg.concepts, model_cfg.caption_idf = concept_vocabulary(
+                captions, model_cfg.n_concepts
+            )
+        if model_cfg.n_proposal_anchors > 0:
+            model_cfg.proposal_anchors = anchor_lengths(
+                [
+                    (e.end - e.start) / float(v.duration)
+                    for v in self.train_videos.values()
+                    for e in v.events
+                ],
+                model_cfg.n_proposal_anchors,
+            )
+        return model_cfg
 
     def _probe(self, model_cfg: ModelConfig, tt: TimeTokenizer) -> VideoDataset:
         return VideoDataset(
