@@ -21,6 +21,7 @@ faiss = pytest.importorskip("faiss")
 from densevid.search import (  # noqa: E402
     SearchOptions,
     build_index,
+    embed_videos,
     open_index,
     read_videos_events,
     write_index,
@@ -194,6 +195,18 @@ def test_hierarchical_matching_trains_indexes_frames_and_finds_by_them(
     with open_index(tmp_path / "x") as index:
         hits = index.search("a red ball bounces", k=4, text_weight=0.0)
     assert [truth[(h.video_id, h.start)] for h in hits] == [CAPTIONS[0]] * 4
+
+
+def test_events_embedded_across_videos_equal_each_video_alone(corpus, matcher_dir):
+    matcher = load_matcher(matcher_dir)
+    videos = read_videos_events([corpus / "train.json"])
+    alone = list(embed_videos(matcher, videos, corpus / "features", batch_events=1))
+    together = list(embed_videos(matcher, videos, corpus / "features", 5))
+    assert [v.video_id for v, _, _ in together] == [v.video_id for v, _, _ in alone]
+    assert len(alone) == len([v for v in videos if v.events]) > 2
+    for (_, a, _), (video, b, _) in zip(alone, together, strict=True):
+        assert b.shape == (len(video.events), matcher.config.d_embed)
+        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_fine_scores_take_each_words_best_frame_and_average():

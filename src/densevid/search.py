@@ -364,13 +364,35 @@ def embed_videos(
     matcher: MatchingModel,
     videos: Iterable[VideoEvents],
     features: str | os.PathLike,
+    batch_events: int = 512,
 ) -> Iterator[tuple[VideoEvents, np.ndarray, np.ndarray | None]]:
     """Each video with events, its events' embeddings (E, d_embed) from the
     matcher's video tower over ``features`` (its stream, as extracted) and, for a
-    hierarchical matcher, their frame vectors (E, n_frames, d_embed); else None."""
+    hierarchical matcher, their frame vectors (E, n_frames, d_embed); else None.
+    The events of consecutive videos go through the tower together, about
+    ``batch_events`` at a time (one video's few events would leave it idle)."""
     from densevid.features.cache import load_features
 
     cfg = matcher.config
+    pending: list[tuple[VideoEvents, np.ndarray, np.ndarray]] = []
+
+    def flush() -> Iterator[tuple[VideoEvents, np.ndarray, np.ndarray | None]]:
+        frames = np.concatenate([f for _, f, _ in pending])
+        lengths = np.concatenate([n for _, _, n in pending])
+        vectors = matcher.embed_events(frames, lengths, batch_events)
+        per_frame = None
+        if cfg.hierarchical:
+            per_frame = matcher.embed_events(
+                frames, lengths, batch_events, per_frame=True
+            )
+        at = 0
+        for video, f, _ in pending:
+            rows = slice(at, at + len(f))
+            yield video, vectors[rows], None if per_frame is None else per_frame[rows]
+            at += len(f)
+        pending.clear()
+
+    n_pending = 0
     for video in videos:
         if not video.events:
             continue
@@ -385,10 +407,13 @@ def embed_videos(
             array, meta, duration, spans, cfg, f"{features}/{cfg.features}"
         )
         lengths = np.array([e.end - e.start for e in video.events], np.float32)
-        per_frame = None
-        if cfg.hierarchical:
-            per_frame = matcher.embed_events(frames, lengths, per_frame=True)
-        yield video, matcher.embed_events(frames, lengths), per_frame
+        pending.append((video, frames, lengths))
+        n_pending += len(lengths)
+        if n_pending >= batch_events:
+            yield from flush()
+            n_pending = 0
+    if pending:
+        yield from flush()
 
 
 def build_index(
