@@ -183,3 +183,36 @@ def test_command_with_two_models_captions_as_their_ensemble(checkpoint, tmp_path
     assert [(e.start, e.end, e.text) for e in outs[2]] == [
         (e.start, e.end, e.text) for e in outs[1]
     ]
+
+
+def test_two_stage_captions_the_proposal_heads_segments(checkpoint, tmp_path, capsys):
+    """--two-stage: the proposal head's segments (at most --max-proposals a window),
+    each captioned; refused for a model without the head, and its flags alone."""
+    from densevid.config import ProposalOptions
+
+    model = load_model(checkpoint)
+    config = replace(model.config, n_proposal_anchors=2, proposal_anchors=[0.2, 0.6])
+    torch.manual_seed(1)
+    save_model(build_model(config, model.tokenizer), tmp_path / "two_stage")
+    video = make_video(tmp_path / "clip.mp4", 3.0)  # one window (max_duration 4 s)
+    out = tmp_path / "out"
+    argv = ["caption", str(video), "-o", str(out), "--format", "json"]
+    argv += ["--method", "greedy", "--max-length", "40"]
+    assert main([*argv, "--model", str(tmp_path / "two_stage"), "--two-stage",
+                 "--max-proposals", "2"]) == 0  # fmt: skip
+    events = load_submission(out / "clip.json")["clip"].events
+    assert 1 <= len(events) <= 2
+    assert all(0 <= e.start < e.end <= 3.0 + 0.2 for e in events)
+    # the same through the Python API
+    two_stage = load_model(tmp_path / "two_stage")
+    greedy = replace(CaptionOptions().decoding, method="greedy", max_length=40)
+    proposals = ProposalOptions(max_proposals=2)
+    again = two_stage.caption(video, CaptionOptions(greedy, proposals=proposals))
+    assert [(e.start, e.end, e.text) for e in again] == [
+        (e.start, e.end, e.text) for e in events
+    ]
+    capsys.readouterr()
+    assert main([*argv, "--model", str(checkpoint), "--two-stage"]) == 2
+    assert "n_proposal_anchors" in capsys.readouterr().err
+    assert main([*argv, "--model", str(checkpoint), "--min-score", "0.3"]) == 2
+    assert "add --two-stage" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from densevid.config import ProposalOptions
 from densevid.decoding import Decodable, DecodingOptions, decode
 from densevid.domain import (
     DomainCheck,
@@ -53,6 +54,7 @@ from densevid.inputs import (
     select_blocks,
     to_device,
 )
+from densevid.proposals import caption_proposals
 from densevid.video import decode_checked, probe
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,9 @@ class CaptionOptions:
             is below this.
         allow_partial: caption the decodable part of a truncated or damaged video
             (the events' duration is that part's) instead of refusing it.
+        proposals: the two-stage baseline instead of the joint decoding: the
+            model's proposal head finds segments (these options choose them) and
+            the model captions each (``densevid.proposals.caption_proposals``).
     """
 
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
@@ -86,9 +91,12 @@ class CaptionOptions:
     min_length: float = 0.0
     score_threshold: float | None = None
     allow_partial: bool = False
+    proposals: ProposalOptions | None = None
 
     def verify(self) -> CaptionOptions:
         self.decoding.verify()
+        if self.proposals is not None:
+            self.proposals.verify()
         if self.window is not None and self.window < 0:
             raise DensevidError(f"window must be >= 0 seconds, got {self.window}")
         if self.max_events is not None and self.max_events < 1:
@@ -160,7 +168,12 @@ def caption(
             make_item(model.config, model.time_tokenizer, streams, video_id, start, end)
         ]
         batch = to_device(collate(items, model.time_tokenizer.pad_id), model.device)
-        (found,) = decode(model, batch, options.decoding)
+        if options.proposals is not None:
+            (found,) = caption_proposals(
+                model, batch, options.proposals, options.decoding
+            )
+        else:
+            (found,) = decode(model, batch, options.decoding)
         events += [replace(e, start=e.start + start, end=e.end + start) for e in found]
     events = merge_events(events)
     events = filter_events(events, options, info.duration)

@@ -672,31 +672,41 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "and the caption naming the most predicted concepts (then the largest IDF) "
         "is kept, instead of one caption from the averaged probabilities",
     )
-    p.add_argument(
-        "--two-stage",
-        action="store_true",
-        help="the two-stage baseline (BMT, MDVC): the model's proposal head "
-        "(trained with model.n_proposal_anchors) finds segments (boundaries moved "
-        "as --refine-frames says), then the model captions each one as with "
-        "--segments",
-    )
-    add_dataclass_flags(p, ProposalOptions, PROPOSAL_HELP)
+    _add_two_stage_flags(p)
     add_dataclass_flags(p, DecodingOptions, DECODING_HELP)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
-def _check_predict(args: argparse.Namespace) -> ProposalOptions:
-    """The proposal options of ``predict``; bad combinations of its flags refused."""
+def _add_two_stage_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--two-stage",
+        action="store_true",
+        help="the two-stage baseline (BMT, MDVC): the model's proposal head "
+        "(trained with model.n_proposal_anchors) finds segments (boundaries moved "
+        "as --refine-frames says), then the model captions each one (greedy, "
+        "after the earlier ones)",
+    )
+    add_dataclass_flags(p, ProposalOptions, PROPOSAL_HELP)
+
+
+def _two_stage_options(args: argparse.Namespace) -> ProposalOptions:
+    """The proposal flags' options; refused without --two-stage."""
     proposals = dataclass_from_flags(ProposalOptions, args).verify()
-    if args.two_stage and (args.segments or args.select):
-        raise DensevidError(
-            "--two-stage captions its own proposals: not with --segments or --select"
-        )
     if not args.two_stage and proposals != ProposalOptions():
         raise DensevidError(
             "--min-score, --nms-threshold and --max-proposals choose the proposals "
             "of --two-stage: add --two-stage"
+        )
+    return proposals
+
+
+def _check_predict(args: argparse.Namespace) -> ProposalOptions:
+    """The proposal options of ``predict``; bad combinations of its flags refused."""
+    proposals = _two_stage_options(args)
+    if args.two_stage and (args.segments or args.select):
+        raise DensevidError(
+            "--two-stage captions its own proposals: not with --segments or --select"
         )
     return proposals
 
@@ -1136,6 +1146,7 @@ def add_caption(sub: argparse._SubParsersAction) -> None:
         help="seconds the model sees per pass (default: the longest training "
         "video; 0: the whole video at once)",
     )
+    _add_two_stage_flags(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
@@ -1145,6 +1156,7 @@ def run_caption(args: argparse.Namespace) -> int:
     from densevid.checkpoint import load_models
     from densevid.files import find_videos
 
+    proposals = _two_stage_options(args)
     options = CaptionOptions(
         decoding=dataclass_from_flags(DecodingOptions, args),
         window=args.window,
@@ -1152,6 +1164,7 @@ def run_caption(args: argparse.Namespace) -> int:
         min_length=args.min_length,
         score_threshold=args.score_threshold,
         allow_partial=args.allow_partial,
+        proposals=proposals if args.two_stage else None,
     ).verify()
     missing: dict[str, str] = {}
     videos = find_videos(args.videos, recursive=args.recursive, problems=missing)
@@ -1162,6 +1175,10 @@ def run_caption(args: argparse.Namespace) -> int:
             print("error: no video to caption", file=sys.stderr)
         return EXIT_USAGE
     model = load_models(args.model or ["default"], device=args.device)
+    if args.two_stage:
+        from densevid.proposals import check_proposal_model
+
+        check_proposal_model(model)
     done, failed, timings = caption_many(
         model,
         videos,

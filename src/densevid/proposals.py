@@ -29,8 +29,14 @@ import torch
 import torch.nn.functional as F
 
 from densevid.config import ProposalOptions
-from densevid.decoding import ordered_loader, refine_time
+from densevid.decoding import (
+    DecodingOptions,
+    caption_segments,
+    ordered_loader,
+    refine_time,
+)
 from densevid.errors import DensevidError
+from densevid.events import VideoEvents
 from densevid.inputs import model_inputs, to_device
 
 N_OUTPUTS = 3  # per anchor: objectness, centre offset (frames), log-length ratio
@@ -303,6 +309,22 @@ def average_outputs(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
     p = torch.sigmoid(x[..., 0]).mean(0).clamp(1e-6, 1 - 1e-6)
     mean[..., 0] = torch.logit(p)
     return mean
+
+
+@torch.no_grad()
+def caption_proposals(
+    model: Any,
+    batch: Mapping[str, Any],
+    options: ProposalOptions | None = None,
+    decoding: DecodingOptions | None = None,
+) -> list[VideoEvents]:
+    """The two-stage baseline on a collated batch: the proposal head's segments
+    (``propose``, boundaries refined as ``decoding.refine_frames`` says), each then
+    captioned by ``caption_segments``."""
+    decoding = decoding or DecodingOptions()
+    found = propose(model, batch, options, refine_frames=decoding.refine_frames)
+    segments = [[(s, e) for s, e, _ in video] for video in found]
+    return caption_segments(model, batch, segments, decoding)
 
 
 @torch.no_grad()
