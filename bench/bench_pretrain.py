@@ -10,9 +10,14 @@ then measures in the same run:
    forward/backward and AdamW), samples/s over the steps after the first few.
 
 The ratio pretraining / loading says how far the model is from being data-bound.
+With ``--corpus`` the shards are a real corpus's (``densevid extract --webdataset``)
+and the model is ``--config``'s (the pretraining grid's: a tokenizer it trained).
 
     .venv/bin/python bench/bench_pretrain.py                    # tiny and default
     .venv/bin/python bench/bench_pretrain.py --sizes default --workers 2 --threads 2
+    .venv/bin/python bench/bench_pretrain.py \
+        --corpus runs/pretrain_grid/data/corpus/features/corpus_1000 \
+        --tokenizer runs/pretrain_grid/runs/tokenizer/tokenizer
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from densevid.features.cache import save_features, save_speech
 from densevid.features.extract import pack_webdataset
 from densevid.pretrain_data import Collator, PretrainTransform, ensure_sentinels
 from densevid.shards import CorpusStream, ShardSource
-from densevid.text import TimeTokenizer, train_tokenizer
+from densevid.text import TimeTokenizer, load_tokenizer, train_tokenizer
 from densevid.training import PretrainConfig, pretrain
+from densevid.training.config import load_pretrain_config
 
 FEATURE_DIM = 1216  # the pixels extractor's dimension
 FPS = 2.0  # pixels rows per second
@@ -164,9 +170,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="dataloader workers")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--corpus", help="real shards instead of random ones")
+    parser.add_argument("--tokenizer", help="with --corpus: the corpus's tokenizer")
+    parser.add_argument(
+        "--config",
+        default="configs/pretrain_synthetic.yaml",
+        help="with --corpus: the pretraining config (its model)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
+    if args.corpus:
+        real_corpus(args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -205,6 +221,39 @@ def main() -> None:
                 f"(batch {args.batch_size}, workers {args.workers}, "
                 f"threads {args.threads}, {args.device})"
             )
+
+
+def real_corpus(args: argparse.Namespace) -> None:
+    """Loading against pretraining on a real corpus with a config's model."""
+    if not args.tokenizer:
+        raise SystemExit("--corpus needs --tokenizer (the one the corpus's runs use)")
+    n_warmup = 3
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_pretrain_config(
+            args.config,
+            [
+                f"corpus={args.corpus}",
+                f"tokenizer={args.tokenizer}",
+                f"output_dir={tmp}/run",
+                f"max_steps={args.steps + n_warmup}",
+                f"batch_size={args.batch_size}",
+                f"num_workers={args.workers}",
+                f"num_threads={args.threads}",
+                f"device={args.device}",
+                "eval_every=0",
+                "save_every=0",
+                "log_every=0",
+                "heldout_fraction=0.0",
+            ],
+        )
+        tokenizer = load_tokenizer(args.tokenizer, cfg.model.n_time_tokens)
+        load = loading_rate(Path(args.corpus), copy.deepcopy(cfg), tokenizer, 20)
+        rate = pretrain_rate(cfg, n_warmup)
+    print(
+        f"{args.corpus}: loading only {load:.1f} videos/s | pretraining "
+        f"{rate:.1f} videos/s | ratio {rate / load:.3f} (batch {args.batch_size}, "
+        f"workers {args.workers}, threads {args.threads}, {args.device})"
+    )
 
 
 if __name__ == "__main__":
