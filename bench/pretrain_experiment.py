@@ -37,7 +37,9 @@ several batch sizes, threads and loader workers.
 
 Every step is a ``densevid`` command (logged in ``OUT/commands.log``) skipped when
 its output exists, so running the same command again continues an interrupted grid.
-``--jobs`` tasks run at once (data tasks alone, with ``--jobs`` workers). The tables
+``--jobs`` tasks run at once (data tasks alone, with ``--jobs`` workers). The
+defaults are the grid of docs/results.md: 4.4 CPU-hours, 2.2 h on two cores
+(fine-tuning at a tenth of the recipe's 6,000 steps, to fit). The tables
 (mean and spread over seeds, each row's command) go to ``OUT/results.md`` and
 ``OUT/results.json``; ``bench/plot_pretrain_gain.py`` draws the gain against corpus
 size from the latter.
@@ -980,13 +982,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1", help="fine-tuning seeds")
     p.add_argument("--fractions", default="0.05,0.25,1",
                    help="of the annotated training split")  # fmt: skip
-    p.add_argument("--corpus-sizes", default="500,2000,8000",
+    p.add_argument("--corpus-sizes", default="300,1000,3000",
                    help="narrated videos (multiples of --shard-size)")  # fmt: skip
     p.add_argument("--main-corpus", type=int, default=0,
                    help="the other rows' corpus (default: middle size)")  # fmt: skip
     p.add_argument("--corpus-fractions", default="0.05,0.25")
     p.add_argument("--objective-fraction", type=float, default=0.25)
-    p.add_argument("--speech-fractions", default="0.25,1")
+    p.add_argument("--speech-fractions", default="0.25")
     p.add_argument("--pretrain-seeds", default="0,1",
                    help="the first for every arm, more at the main corpus")  # fmt: skip
     p.add_argument("--videos", type=int, default=2000, help="annotated set")
@@ -995,9 +997,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fresh-seed", type=int, default=20)
     p.add_argument("--preset", default="default", help="densevid synth preset")
     p.add_argument("--shard-size", type=int, default=100)
-    p.add_argument("--pretrain-steps", type=int, default=1500)
-    p.add_argument("--train-steps", type=int, default=1500)
-    p.add_argument("--throughput-steps", type=int, default=100)
+    p.add_argument("--pretrain-steps", type=int, default=1000)
+    p.add_argument("--train-steps", type=int, default=600)
+    p.add_argument("--throughput-steps", type=int, default=50)
     p.add_argument("--workers", type=int, default=0,
                    help="synth/extract processes (default: --jobs)")  # fmt: skip
     p.add_argument(
