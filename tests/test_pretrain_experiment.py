@@ -85,7 +85,7 @@ def test_plan_lists_every_arm_and_fits_the_budget(capsys, tmp_path):
         assert f"pretrain {n} videos, both, seed 0" in text
     total = text.splitlines()[-1]
     cpu_h = float(total.split(" tasks, ")[1].split(" CPU-hours")[0])
-    assert 6 <= cpu_h <= 11, total  # the issue's ~10 CPU-hours on 2 cores
+    assert 2 <= cpu_h <= 10, total  # the issue: about 10 CPU-hours at most
     assert not (tmp_path / "grid").exists()  # --plan runs nothing
 
 
