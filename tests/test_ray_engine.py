@@ -185,7 +185,12 @@ def test_failing_videos_are_tried_retries_plus_one_times_and_reported(
     assert tries == {"v2": 2, "v3": 2}
     err = capsys.readouterr().err
     assert "2 extracted, 0 already complete, 2 failed" in err
-    assert "failed v2 [unlucky]: RuntimeError: the disk hiccupped (2 tries)" in err
+    # v2's own error, unless v3's crash took down the actor before v2's last reply
+    # left it (Ray then reports the task lost; rare, seen once in CI)
+    assert (
+        "failed v2 [unlucky]: RuntimeError: the disk hiccupped (2 tries)" in err
+        or "v2 [unlucky]: its worker died (2 tries): " in err
+    )
     assert "failed v3 [unlucky]: its worker died (2 tries): " in err
 
 
