@@ -35,3 +35,35 @@ def torchrun_two(*args: str) -> subprocess.CompletedProcess:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
+
+
+def save_tiny_clip(
+    path: Path,
+    *,
+    width: int = 32,
+    layers: int = 2,
+    image_size: int = 32,
+    projection_dim: int | None = None,
+) -> Path:
+    """A randomly initialised CLIP vision tower saved where a hub name would be
+    loaded from (nothing downloads): with ``projection_dim``, the model with the
+    image projection that the clip extractor reads; else the tower alone, as the
+    end-to-end visual encoder reads it."""
+    from transformers import (
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        CLIPVisionModelWithProjection,
+    )
+
+    config = CLIPVisionConfig(
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=8,
+        **({"projection_dim": projection_dim} if projection_dim else {}),
+    )
+    model = CLIPVisionModelWithProjection if projection_dim else CLIPVisionModel
+    model(config).save_pretrained(path)
+    return path

@@ -25,7 +25,7 @@ from densevid.text import train_tokenizer
 from densevid.training import TrainConfig, train
 from densevid.training.losses import compute_loss
 from densevid.visual_encoder import FrameCNN, FrameEncoder
-from helpers import TINY_LM
+from helpers import TINY_LM, save_tiny_clip
 from test_features_extract import make_video
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -260,17 +260,7 @@ def test_config_errors_name_the_fix():
 
 
 def test_a_pretrained_clip_encoder_fine_tunes_and_loads_without_the_hub(tmp_path):
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-
-    tiny = CLIPVisionConfig(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=16,
-        patch_size=8,
-    )
-    CLIPVisionModel(tiny).save_pretrained(tmp_path / "clip")
+    save_tiny_clip(tmp_path / "clip", width=16, layers=1, image_size=16)
     model = tiny_model(visual_encoder=f"hf:{tmp_path / 'clip'}").train()
     assert model.config.visual_dim == 16 and model.config.encoder_config
     loss, _ = compute_loss(model, batch_of(model), 0.1)
@@ -307,17 +297,7 @@ def test_frames_training_on_cuda_with_bf16_and_a_clip_encoder(corpus, tmp_path):
     with checkpointing through a (tiny, local) CLIP tower at a lower lr."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-
-    tiny = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    )
-    CLIPVisionModel(tiny).save_pretrained(tmp_path / "clip")
+    save_tiny_clip(tmp_path / "clip", width=32, layers=2, image_size=32)
     model = dict(TINY_FRAMES, visual_encoder=f"hf:{tmp_path / 'clip'}")
     losses: list[float] = []
     cfg = frames_config(

@@ -16,25 +16,13 @@ from densevid.features.clip import (
     load_clip,
     preprocess_frames,
 )
+from helpers import save_tiny_clip
 
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
     torch.manual_seed(0)
-    cfg = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-        projection_dim=16,
-    )
-    d = tmp_path_factory.mktemp("tiny_clip")
-    CLIPVisionModelWithProjection(cfg).eval().save_pretrained(d)
-    return d
+    return save_tiny_clip(tmp_path_factory.mktemp("tiny_clip"), projection_dim=16)
 
 
 def test_constant_image_normalises_per_channel():

@@ -345,23 +345,13 @@ def test_synthetic_benchmark_videos(tmp_path):
 
 def test_clip_extractor_through_the_run(corpus, tmp_path):
     import torch
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from densevid.features.clip import embed_frames, load_clip
     from densevid.video import read_frames
+    from helpers import save_tiny_clip
 
     torch.manual_seed(0)
-    cfg = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-        projection_dim=16,
-    )
-    model_dir = tmp_path / "clip"
-    CLIPVisionModelWithProjection(cfg).save_pretrained(model_dir)
+    model_dir = save_tiny_clip(tmp_path / "clip", layers=1, projection_dim=16)
     opts = {"clip": {"model": str(model_dir), "fps": 2.0, "device": "cpu"}}
     rep = extract_features([corpus / "red.mp4"], tmp_path, "clip", options=opts)
     assert rep.done == [("red", "clip")]
